@@ -1,0 +1,91 @@
+// One line per request when its response ends (or the connection drops): nginx's `main` format plus
+// request time and upstream address, or JSON. Never the Authorization header, never a password.
+import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
+import type { Logs } from '../src/logging.js'
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+const pad = (n: number) => (n < 10 ? '0' : '') + n
+
+/** nginx $time_local: 29/Nov/2026:16:58:53 +0000 */
+export function timeLocal (d: Date): string {
+  const off = -d.getTimezoneOffset()
+  const sign = off >= 0 ? '+' : '-'
+  const abs = Math.abs(off)
+  return `${pad(d.getDate())}/${MONTHS[d.getMonth()]}/${d.getFullYear()}:${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ` +
+    `${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`
+}
+
+/** nginx escapes `"`, `\` and control bytes in logged variables as \xHH. */
+function esc (v: string | undefined): string {
+  if (v === undefined || v === '') return '-'
+  return v.replace(/["\\\x00-\x1f\x7f-\xff]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'))
+}
+
+export interface AccessEntry {
+  remoteAddr: string
+  remoteUser: string | null
+  time: Date
+  method: string
+  url: string
+  httpVersion: string
+  status: number
+  bodyBytesSent: number
+  referer: string | undefined
+  userAgent: string | undefined
+  requestTime: number
+  upstream: string
+  /** false when the connection closed before the response was complete. */
+  completed: boolean
+}
+
+export function formatCombined (e: AccessEntry): string {
+  return `${e.remoteAddr} - ${e.remoteUser === null ? '-' : esc(e.remoteUser)} [${timeLocal(e.time)}] ` +
+    `"${esc(`${e.method} ${e.url} HTTP/${e.httpVersion}`)}" ${e.status} ${e.bodyBytesSent} "${esc(e.referer)}" "${esc(e.userAgent)}" ` +
+    `rt=${e.requestTime.toFixed(3)} upstream=${e.upstream === '' ? '-' : e.upstream}${e.completed ? '' : ' aborted'}\n`
+}
+
+export function formatJson (e: AccessEntry): string {
+  return JSON.stringify({ ...e, time: e.time.toISOString() }) + '\n'
+}
+
+function entry (request: FastifyRequest, start: number): AccessEntry {
+  const raw = request.raw
+  return {
+    remoteAddr: (raw.socket?.remoteAddress ?? '-').replace(/^::ffff:/, ''),
+    remoteUser: request.user?.name ?? null,
+    time: new Date(),
+    method: raw.method ?? '-',
+    url: raw.url ?? '-',
+    httpVersion: raw.httpVersion,
+    status: 0,
+    bodyBytesSent: request.bodyBytesSent,
+    referer: raw.headers.referer,
+    userAgent: raw.headers['user-agent'],
+    requestTime: (performance.now() - start) / 1000,
+    upstream: request.upstreamAddress,
+    completed: true
+  }
+}
+
+export default fp<{ logs: Logs }>(async function accessLog (fastify, opts) {
+  const { access, format } = opts.logs
+  const write = format === 'json' ? formatJson : formatCombined
+  fastify.decorateRequest('upstreamAddress', '')
+  fastify.decorateRequest('bodyBytesSent', 0)
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const start = performance.now()
+    const res = reply.raw
+    res.once('close', () => {
+      const e = entry(request, start)
+      e.status = res.statusCode
+      e.completed = res.writableFinished
+      if (request.upstreamAddress === '' && res.writableFinished) {
+        // Not proxied: berth answered itself, always with a Content-Length.
+        e.bodyBytesSent = Number(res.getHeader('content-length') ?? 0)
+      }
+      access.write(write(e))
+    })
+    done()
+  })
+}, { name: 'berth-access-log', fastify: '5.x' })

@@ -1,0 +1,41 @@
+// nginx's client_max_body_size. Fastify's bodyLimit does not apply to a pass-through body, so berth counts:
+// a Content-Length over the limit is refused before any upstream connection; a chunked body is counted
+// while it streams and the upstream request is destroyed the moment it passes the limit.
+import fp from 'fastify-plugin'
+import type { IncomingMessage } from 'node:http'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { BodyTooLargeError } from '../src/errors.js'
+import { formatSize } from '../src/config/units.js'
+
+/** What to send upstream: null (no body), the request itself (framed by Content-Length), or a counted stream. */
+export function requestBody (req: IncomingMessage, limit: number): IncomingMessage | AsyncIterable<Buffer> | null {
+  const cl = req.headers['content-length']
+  if (cl !== undefined) return cl === '0' ? null : req
+  if (req.headers['transfer-encoding'] === undefined) return null
+  return limit > 0 ? counted(req, limit) : req
+}
+
+async function * counted (req: IncomingMessage, limit: number): AsyncIterable<Buffer> {
+  let n = 0
+  for await (const chunk of req) {
+    n += (chunk as Buffer).length
+    // Throwing here makes undici abort the upstream request: the registry never sees a clean end.
+    if (n > limit) throw new BodyTooLargeError(formatSize(limit))
+    yield chunk as Buffer
+  }
+}
+
+export default fp(async function bodyLimit (fastify) {
+  const limit = fastify.berthConfig.limits.maxBodySize
+  if (limit === 0) return
+  fastify.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+    const cl = request.headers['content-length']
+    if (cl !== undefined && Number(cl) > limit) {
+      // The body is not read: close the connection rather than let Node drain hundreds of megabytes.
+      reply.header('connection', 'close')
+      done(new BodyTooLargeError(formatSize(limit)))
+      return
+    }
+    done()
+  })
+}, { name: 'berth-body-limit', fastify: '5.x' })

@@ -1,0 +1,66 @@
+// The composition: one Fastify server and the plugins in the order a request meets them.
+import Fastify, { LogController, type FastifyInstance, type FastifyError } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { BerthConfig } from './config/schema.js'
+import type { Logs } from './logging.js'
+import { serverTlsOptions } from './tls.js'
+import { API_VERSION, API_VERSION_HEADER, BadRequestError, NotFoundError, registryErrorBody, type RegistryErrorShape } from './errors.js'
+import tlsListener from '../plugins/tls-listener.js'
+import requestTarget from '../plugins/request-target.js'
+import accessLog from '../plugins/access-log.js'
+import bodyLimit from '../plugins/body-limit.js'
+import upstreamPool from '../plugins/upstream-pool.js'
+import proxy from '../plugins/proxy.js'
+
+export interface AppOptions {
+  logs: Logs
+}
+
+function sendError (err: RegistryErrorShape, reply: import('fastify').FastifyReply): void {
+  const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
+  // Fastify's own 4xx errors (bad content type, bad URL) keep their status and say what was wrong.
+  if (err.registryCode === undefined && status < 500) err.registryCode = 'UNSUPPORTED'
+  reply.code(status)
+    .header(API_VERSION_HEADER, API_VERSION)
+    .type('application/json; charset=utf-8')
+    .send(registryErrorBody(err))
+}
+
+export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<FastifyInstance> {
+  const https = serverTlsOptions(config)
+  const app = Fastify({
+    loggerInstance: opts.logs.logger,
+    // The access log plugin writes one line per request; Fastify's own per-request lines would double it.
+    logController: new LogController({ disableRequestLogging: true }),
+    ...(https ? { https } : {}),
+    // Idle timeouts only: a 2 GB layer over a slow link must not hit a whole-request deadline.
+    connectionTimeout: config.upstream.timeouts.idle,
+    requestTimeout: 0,
+    keepAliveTimeout: 75_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    frameworkErrors (err, _request, reply) {
+      sendError(new BadRequestError(err.message), reply)
+    }
+  }) as unknown as FastifyInstance
+
+  // Answer `Expect: 100-continue` ourselves (the proxy does, once every check passed), so a refused
+  // upload is refused before the client sends its body.
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => { app.server.emit('request', req, res) })
+
+  app.decorate('berthConfig', config)
+  app.decorateRequest('user', null)
+  app.setErrorHandler((err: FastifyError & RegistryErrorShape, request, reply) => {
+    if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'request failed')
+    sendError(err, reply)
+  })
+  app.setNotFoundHandler((_request, reply) => { sendError(new NotFoundError(), reply) })
+
+  await app.register(tlsListener)
+  await app.register(accessLog, { logs: opts.logs }) // first, so that refused requests are logged too
+  await app.register(requestTarget)
+  await app.register(bodyLimit)
+  await app.register(upstreamPool)
+  await app.register(proxy)
+  return app
+}

@@ -1,0 +1,82 @@
+// berth start | check | certs
+import { parseArgs } from 'node:util'
+import { resolve } from 'node:path'
+import { loadConfig } from './config/load.js'
+import { ConfigError } from './errors.js'
+import { makeCerts, trustInstructions } from './certs.js'
+import { startServer } from './server.js'
+
+const USAGE = `usage:
+  berth start --config FILE [--init-certs]   run the proxy in the foreground
+  berth check --config FILE                  validate FILE and everything it names (like nginx -t)
+  berth certs --host NAME [--host NAME...] [--ip ADDR...] [--port 443] --out DIR
+                                             make a CA and a server certificate, and say how to trust it`
+
+function fail (message: string): number {
+  process.stderr.write(`berth: ${message}\n`)
+  return 1
+}
+
+function configProblem (err: unknown): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`configuration ${err.file} is invalid:\n${err.problems.map((p) => `  ${p}`).join('\n')}\n`)
+    return 1
+  }
+  return fail((err as Error).message)
+}
+
+export async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  let args
+  try {
+    args = parseArgs({
+      args: rest,
+      options: {
+        config: { type: 'string', short: 'c' },
+        host: { type: 'string', multiple: true, default: [] },
+        ip: { type: 'string', multiple: true, default: [] },
+        port: { type: 'string', default: '443' },
+        out: { type: 'string' },
+        'init-certs': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false }
+      },
+      strict: true
+    }).values
+  } catch (err) {
+    return fail(`${(err as Error).message}\n${USAGE}`)
+  }
+  if (args.help || command === undefined || command === 'help') {
+    process.stdout.write(USAGE + '\n')
+    return command === undefined ? 1 : 0
+  }
+  switch (command) {
+    case 'check': {
+      if (!args.config) return fail('check needs --config FILE')
+      try {
+        const config = await loadConfig(args.config)
+        process.stdout.write(`configuration ${config.file} is valid\n`)
+        return 0
+      } catch (err) { return configProblem(err) }
+    }
+    case 'start': {
+      if (!args.config) return fail('start needs --config FILE')
+      try {
+        await startServer(args.config, { initCerts: args['init-certs'] })
+        return -1 // keep running
+      } catch (err) { return configProblem(err) }
+    }
+    case 'certs': {
+      if (!args.out) return fail('certs needs --out DIR')
+      const port = Number(args.port)
+      if (!Number.isInteger(port) || port < 1 || port > 65535) return fail(`--port ${args.port}: expected a port number`)
+      try {
+        const { files, createdCa } = await makeCerts({ hosts: args.host, ips: args.ip, out: resolve(args.out) })
+        if (!createdCa) process.stdout.write(`Reused the CA in ${files.caCert}.\n`)
+        process.stdout.write(trustInstructions(files, [...args.host, ...args.ip], port) + '\n')
+        return 0
+      } catch (err) { return fail((err as Error).message) }
+    }
+    default:
+      return fail(`unknown command ${JSON.stringify(command)}\n${USAGE}`)
+  }
+}

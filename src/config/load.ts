@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
+import { X509Certificate, createPrivateKey } from 'node:crypto'
+import { isIP } from 'node:net'
+import { parse as parseYaml } from 'yaml'
+import { Value } from '@sinclair/typebox/value'
+import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclair/typebox/errors'
+import { ConfigSchema, type BerthConfig } from './schema.js'
+import { ConfigError } from '../errors.js'
+
+SetErrorFunction((param) => {
+  const expected = (param.schema as { expected?: string }).expected
+  if (param.errorType === ValueErrorType.ObjectAdditionalProperties) return 'unknown key'
+  if (param.errorType === ValueErrorType.ObjectRequiredProperty) return 'is required'
+  return expected !== undefined ? `expected ${expected}` : DefaultErrorFunction(param)
+})
+
+/** `/upstream/servers/0/url` → `upstream.servers[0].url` */
+function keyPath (pointer: string): string {
+  return pointer.split('/').slice(1).reduce((acc, part) => /^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part, '')
+}
+
+function show (value: unknown): string {
+  const s = JSON.stringify(value)
+  return s === undefined ? String(value) : s.length > 60 ? s.slice(0, 57) + '...' : s
+}
+
+/** Schema problems, each naming the key path, what was expected and what was found. */
+function schemaProblems (raw: unknown): string[] {
+  const problems: string[] = []
+  const seen = new Set<string>()
+  for (const e of Value.Errors(ConfigSchema, raw)) {
+    let path = keyPath(e.path)
+    if (e.type === ValueErrorType.ObjectAdditionalProperties) {
+      const extra = Object.keys(e.value as object).filter((k) => !(k in ((e.schema as { properties?: object }).properties ?? {})))
+      for (const k of extra) {
+        const p = path ? `${path}.${k}` : k
+        if (!seen.has(p)) { seen.add(p); problems.push(`${p}: unknown key`) }
+      }
+      continue
+    }
+    if (e.type === ValueErrorType.ObjectRequiredProperty) {
+      if (!seen.has(path)) { seen.add(path); problems.push(`${path}: is required`) }
+      continue
+    }
+    // A union reports itself and each branch: keep the first (the union's own "expected …").
+    if (path === '') path = '(top level)'
+    if (seen.has(path)) continue
+    seen.add(path)
+    problems.push(`${path}: ${e.message}, got ${show(e.value)}`)
+  }
+  return problems
+}
+
+function checkUpstreamUrl (url: string): string | null {
+  let u: URL
+  try { u = new URL(url) } catch { return 'expected a URL like https://127.0.0.1:5000' }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `expected http:// or https://, got ${u.protocol}//`
+  if (u.username || u.password) return 'credentials in the URL are not supported'
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) return 'expected no path, query or fragment (berth forwards the client\'s path as it is)'
+  return null
+}
+
+/** Checks that go beyond the schema: files exist, the key matches the certificate, URLs parse. */
+function fileProblems (config: BerthConfig): string[] {
+  const problems: string[] = []
+  const read = (key: string, path: string): Buffer | null => {
+    try { return readFileSync(path) } catch (err) {
+      problems.push(`${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      return null
+    }
+  }
+  if (config.tls) {
+    const cert = read('tls.cert', config.tls.cert)
+    const key = read('tls.key', config.tls.key)
+    let x509: X509Certificate | null = null
+    if (cert) {
+      try { x509 = new X509Certificate(cert) } catch { problems.push(`tls.cert: ${config.tls.cert} is not a PEM certificate`) }
+    }
+    if (key) {
+      try {
+        const pk = createPrivateKey(key)
+        if (x509 && !x509.checkPrivateKey(pk)) problems.push(`tls.key: ${config.tls.key} does not match the certificate ${config.tls.cert}`)
+      } catch { problems.push(`tls.key: ${config.tls.key} is not a PEM private key (or is encrypted)`) }
+    }
+    if (x509 && new Date(x509.validTo) < new Date()) problems.push(`tls.cert: ${config.tls.cert} expired on ${x509.validTo}`)
+  }
+  if (config.upstream.tls.ca) {
+    const ca = read('upstream.tls.ca', config.upstream.tls.ca)
+    if (ca) {
+      try { new X509Certificate(ca) } catch { problems.push(`upstream.tls.ca: ${config.upstream.tls.ca} is not a PEM certificate`) } // eslint-disable-line no-new
+    }
+  }
+  config.upstream.servers.forEach((s, i) => {
+    const why = checkUpstreamUrl(s.url)
+    if (why) problems.push(`upstream.servers[${i}].url: ${why}, got ${show(s.url)}`)
+  })
+  return problems
+}
+
+function resolvePaths (config: BerthConfig, dir: string): void {
+  if (config.tls) {
+    config.tls.cert = resolve(dir, config.tls.cert)
+    config.tls.key = resolve(dir, config.tls.key)
+  }
+  if (config.upstream.tls.ca) config.upstream.tls.ca = resolve(dir, config.upstream.tls.ca)
+  for (const k of ['access', 'error'] as const) {
+    if (config.log[k] !== '-') config.log[k] = resolve(dir, config.log[k])
+  }
+}
+
+export interface LoadOptions {
+  /** Skip the file checks (for `start --init-certs`, which creates missing certificates first). */
+  skipFiles?: boolean
+}
+
+/** Parses and validates without touching the files the config names. Throws ConfigError with every problem. */
+export function parseConfig (text: string, file: string): BerthConfig {
+  let raw: unknown
+  try {
+    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true })
+  } catch (err) {
+    throw new ConfigError(file, [`not valid YAML: ${(err as Error).message}`])
+  }
+  if (raw === null || raw === undefined) raw = {}
+  const withDefaults = Value.Default(ConfigSchema, Value.Clone(raw))
+  const problems = schemaProblems(withDefaults)
+  if (problems.length > 0) throw new ConfigError(file, problems)
+  const config = Value.Decode(ConfigSchema, withDefaults) as BerthConfig
+  Object.defineProperty(config, 'file', { value: file, enumerable: false })
+  resolvePaths(config, dirname(file))
+  return config
+}
+
+/** Loads a config file the way `berth start` does; `berth check` prints the ConfigError's problems. */
+export async function loadConfig (file: string, opts: LoadOptions = {}): Promise<BerthConfig> {
+  const path = resolve(file)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+  }
+  const config = parseConfig(text, path)
+  const problems = opts.skipFiles ? [] : fileProblems(config)
+  if (problems.length > 0) throw new ConfigError(path, problems)
+  return config
+}
+
+export function isIpAddress (host: string): boolean {
+  return isIP(host.replace(/^\[|\]$/g, '')) !== 0
+}

@@ -1,0 +1,67 @@
+// One registry of the errors berth makes itself. Each HTTP error carries the status and the code of the
+// registry's own error vocabulary (distribution's errcode), so docker prints "code: message" readably.
+import createError from '@fastify/error'
+import type { ServerResponse } from 'node:http'
+
+export interface RegistryErrorShape extends Error {
+  code: string
+  statusCode?: number
+  registryCode?: string
+  detail?: unknown
+}
+
+function family (code: string, message: string, status: number, registryCode: string) {
+  const E = createError(code, message, status)
+  ;(E.prototype as unknown as RegistryErrorShape).registryCode = registryCode
+  return E
+}
+
+export const BadRequestTargetError = family('BERTH_ERR_REQUEST_TARGET', 'bad request target: %s', 400, 'UNSUPPORTED')
+export const BadRequestError = family('BERTH_ERR_BAD_REQUEST', 'bad request: %s', 400, 'UNSUPPORTED')
+export const BodyTooLargeError = family('BERTH_ERR_BODY_TOO_LARGE', 'request body exceeds the limit of %s', 413, 'SIZE_INVALID')
+export const UpstreamUnavailableError = family('BERTH_ERR_UPSTREAM_UNAVAILABLE', 'upstream registry unavailable', 502, 'UNAVAILABLE')
+export const UpstreamTimeoutError = family('BERTH_ERR_UPSTREAM_TIMEOUT', 'upstream registry timed out', 504, 'UNAVAILABLE')
+export const InternalError = family('BERTH_ERR_INTERNAL', 'internal error', 500, 'UNKNOWN')
+export const NotFoundError = family('BERTH_ERR_NOT_FOUND', 'not found', 404, 'UNSUPPORTED')
+
+/** A configuration file with problems; `problems` are "key.path: what was expected, got what". */
+export class ConfigError extends Error {
+  code = 'BERTH_ERR_CONFIG'
+  file: string
+  problems: string[]
+  constructor (file: string, problems: string[]) {
+    super(problems.map((p) => `${file}: ${p}`).join('\n'))
+    this.file = file
+    this.problems = problems
+  }
+}
+
+export const API_VERSION_HEADER = 'docker-distribution-api-version'
+export const API_VERSION = 'registry/2.0'
+
+export function registryErrorBody (err: RegistryErrorShape): string {
+  const code = err.registryCode ?? 'UNKNOWN'
+  // 5xx messages from elsewhere may carry internals: only berth's own are shown as they are.
+  const message = err.registryCode !== undefined ? err.message : 'internal error'
+  return JSON.stringify({ errors: [{ code, message, detail: err.detail ?? null }] })
+}
+
+/**
+ * Writes a registry-shaped error on a raw response (the proxy hijacks its replies). `close` asks the
+ * client to reconnect: used whenever the request body was not read, so that Node does not drain it.
+ */
+export function writeRegistryError (res: ServerResponse, err: RegistryErrorShape, close = false): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy()
+    return
+  }
+  const body = registryErrorBody(err)
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    [API_VERSION_HEADER]: API_VERSION
+  }
+  if (close) headers.connection = 'close'
+  res.writeHead(err.statusCode ?? 500, headers)
+  res.end(body)
+}

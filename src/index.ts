@@ -1,0 +1,39 @@
+// berth's public types: the contract between built-in plugins and the plugins users write.
+import type { BerthConfig } from './config/schema.js'
+import type { UpstreamPool } from '../plugins/upstream-pool.js'
+
+export type { BerthConfig, BerthConfigInput } from './config/schema.js'
+export type { UpstreamPool, Upstream } from '../plugins/upstream-pool.js'
+export { loadConfig, parseConfig } from './config/load.js'
+export { buildApp } from './app.js'
+
+/** What a registry request asks for, parsed once from the request path. */
+export interface RegistryAction {
+  /** `base` is GET /v2/, `other` anything outside the registry API. */
+  kind: 'base' | 'catalog' | 'manifest' | 'blob' | 'upload' | 'tags' | 'referrers' | 'other'
+  /** Repository name, e.g. `team-a/app`; null for base, catalog and other. */
+  repository: string | null
+  /** Tag, digest or upload id after the kind segment; null when absent. */
+  reference: string | null
+}
+
+/** The authenticated user (set by the auth plugin); null when anonymous. */
+export interface BerthUser {
+  name: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The configuration berth runs with (read-only for plugins). */
+    berthConfig: BerthConfig
+    upstreams: UpstreamPool
+  }
+  interface FastifyRequest {
+    registryAction: RegistryAction | null
+    user: BerthUser | null
+    /** `host:port` of the upstream that served the request ('' if none). */
+    upstreamAddress: string
+    /** Response body bytes written to the client. */
+    bodyBytesSent: number
+  }
+}

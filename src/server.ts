@@ -1,0 +1,70 @@
+// Running berth: load, listen, and the signals an nginx operator expects (USR1 reopens logs,
+// TERM/INT close gracefully).
+import { existsSync } from 'node:fs'
+import { basename, dirname } from 'node:path'
+import { hostname } from 'node:os'
+import type { FastifyInstance } from 'fastify'
+import { loadConfig } from './config/load.js'
+import type { BerthConfig } from './config/schema.js'
+import { createLogs } from './logging.js'
+import { buildApp } from './app.js'
+import { makeCerts, trustInstructions } from './certs.js'
+
+export interface StartOptions {
+  /** Create a development CA and certificate when the configured ones are missing (`npm start`). */
+  initCerts?: boolean
+  /** Where to say what happened before the logger exists. */
+  say?: (line: string) => void
+}
+
+/** `npm start` on a fresh clone: make the certificates the config names, and say so. */
+async function ensureDevCerts (configFile: string, say: (line: string) => void): Promise<void> {
+  const config = await loadConfig(configFile, { skipFiles: true })
+  if (!config.tls || (existsSync(config.tls.cert) && existsSync(config.tls.key))) return
+  const dir = dirname(config.tls.cert)
+  if (dirname(config.tls.key) !== dir || basename(config.tls.cert) !== 'server.crt' || basename(config.tls.key) !== 'server.key') {
+    throw new Error(`${config.file}: tls.cert / tls.key are missing; --init-certs only creates DIR/server.crt and DIR/server.key (use berth certs)`)
+  }
+  const names = ['localhost', hostname()].filter((n, i, a) => a.indexOf(n) === i && /^[A-Za-z0-9.-]+$/.test(n))
+  const { files } = await makeCerts({ hosts: names, ips: ['127.0.0.1', '::1'], out: dir })
+  say(`berth: ${config.tls.cert} was missing: created a development CA and certificate for ${names.join(', ')}, 127.0.0.1, ::1`)
+  say(trustInstructions(files, names, config.listen.port))
+}
+
+export async function startServer (configFile: string, opts: StartOptions = {}): Promise<FastifyInstance> {
+  const say = opts.say ?? ((line: string) => process.stderr.write(line + '\n'))
+  if (opts.initCerts) await ensureDevCerts(configFile, say)
+  const config: BerthConfig = await loadConfig(configFile)
+  const logs = createLogs(config)
+  const app = await buildApp(config, { logs })
+  const onUsr1 = () => {
+    logs.reopen()
+    app.log.info('log files reopened')
+  }
+  let closing = false
+  const onStop = (signal: NodeJS.Signals) => {
+    if (closing) return
+    closing = true
+    app.log.info({ signal }, 'closing')
+    app.close().then(() => {
+      logs.flush()
+      process.exit(0)
+    }, (err: Error) => {
+      app.log.error({ err }, 'close failed')
+      logs.flush()
+      process.exit(1)
+    })
+  }
+  process.on('SIGUSR1', onUsr1)
+  process.on('SIGTERM', onStop)
+  process.on('SIGINT', onStop)
+  app.addHook('onClose', async () => {
+    process.off('SIGUSR1', onUsr1)
+    process.off('SIGTERM', onStop)
+    process.off('SIGINT', onStop)
+  })
+  await app.listen({ host: config.listen.host, port: config.listen.port })
+  const address = app.server.address()
+  app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined }, 'berth listening')
+  return app
+}
