@@ -18,9 +18,15 @@ export interface Logs {
   flush (): void
 }
 
-export function createLogs (config: BerthConfig): Logs {
+/** Opens both logs; resolves once the files are open, so a bad path fails at start, not on a request. */
+export async function createLogs (config: BerthConfig): Promise<Logs> {
   const errorDest = destination(config.log.error, 2)
   const access = destination(config.log.access, 1)
+  await Promise.all([errorDest, access].map((d) => new Promise<void>((resolve, reject) => {
+    if ((d as unknown as { fd: number }).fd >= 0) { resolve(); return }
+    d.once('ready', () => resolve())
+    d.once('error', reject)
+  })))
   const logger = pino({
     level: config.log.level,
     // Belt and braces: berth never logs request headers, but a plugin might.

@@ -35,7 +35,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
   const say = opts.say ?? ((line: string) => process.stderr.write(line + '\n'))
   if (opts.initCerts) await ensureDevCerts(configFile, say)
   const config: BerthConfig = await loadConfig(configFile)
-  const logs = createLogs(config)
+  const logs = await createLogs(config)
   const app = await buildApp(config, { logs })
   const onUsr1 = () => {
     logs.reopen()

@@ -1,0 +1,156 @@
+// Shared test fixtures: certificates, in-process upstreams on port 0, berth in-process on port 0.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import https from 'node:https'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { makeCerts, type CertFiles } from '../src/certs.js'
+import { parseConfig } from '../src/config/load.js'
+import { createLogs } from '../src/logging.js'
+import { buildApp } from '../src/app.js'
+
+export function tempDir (t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-test-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+let shared: Promise<CertFiles> | null = null
+/** One CA and a localhost/127.0.0.1 certificate for the whole test process (made once, then reused). */
+export async function testCerts (): Promise<CertFiles> {
+  if (shared === null) {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-certs-'))
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+    shared = makeCerts({ hosts: ['localhost'], ips: ['127.0.0.1', '::1'], out: dir }).then((r) => r.files)
+  }
+  return await shared
+}
+
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
+
+export interface Upstream {
+  url: string
+  port: number
+  server: http.Server
+  /** Requests the upstream saw, in order. */
+  seen: http.IncomingMessage[]
+  close (): Promise<void>
+}
+
+/** An in-process upstream on port 0; TLS with the test certificate unless `plain`. */
+export async function startUpstream (handler: Handler, opts: { plain?: boolean } = {}): Promise<Upstream> {
+  const seen: http.IncomingMessage[] = []
+  const wrapped: Handler = (req, res) => { seen.push(req); handler(req, res) }
+  let server: http.Server
+  if (opts.plain) {
+    server = http.createServer(wrapped)
+  } else {
+    const c = await testCerts()
+    server = https.createServer({ cert: readFileSync(c.cert), key: readFileSync(c.key) }, wrapped) as unknown as http.Server
+  }
+  // Every TCP socket, handshaking ones included (closeAllConnections sees only HTTP ones).
+  const sockets = new Set<import('node:net').Socket>()
+  server.on('connection', (s: import('node:net').Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  return {
+    url: `${opts.plain ? 'http' : 'https'}://127.0.0.1:${port}`,
+    port,
+    server,
+    seen,
+    async close () {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const s of sockets) s.destroy()
+      await closed
+    }
+  }
+}
+
+export interface Berth {
+  app: FastifyInstance
+  port: number
+  url: string
+  ca: Buffer
+  dir: string
+  accessLog (): string
+  close (): Promise<void>
+}
+
+/** berth in-process on port 0 in front of `upstreams`; `extra` is YAML appended to the config. */
+export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: string[], extra = '', opts: { plain?: boolean, upstreamTls?: string } = {}): Promise<Berth> {
+  const c = await testCerts()
+  const dir = tempDir(t)
+  const yaml = [
+    'listen: { host: 127.0.0.1, port: 0 }',
+    opts.plain ? '' : `tls: { cert: ${c.cert}, key: ${c.key} }`,
+    'upstream:',
+    '  servers:',
+    ...upstreams.map((u) => `    - { url: "${u}" }`),
+    `  tls: ${opts.upstreamTls ?? `{ ca: ${c.caCert} }`}`,
+    'log: { access: access.log, error: error.log, level: debug }',
+    extra
+  ].join('\n')
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, yaml)
+  const config = parseConfig(yaml, file)
+  const logs = await createLogs(config)
+  const app = await buildApp(config, { logs })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as AddressInfo).port
+  const berth: Berth = {
+    app,
+    port,
+    url: `${opts.plain ? 'http' : 'https'}://127.0.0.1:${port}`,
+    ca: readFileSync(c.caCert),
+    dir,
+    accessLog () {
+      logs.flush()
+      try { return readFileSync(join(dir, 'access.log'), 'utf8') } catch { return '' }
+    },
+    async close () {
+      await app.close()
+      logs.flush()
+    }
+  }
+  t.after(() => berth.close())
+  return berth
+}
+
+export interface Response {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: Buffer
+}
+
+/** A request through berth; the body is buffered (for small test bodies only). */
+export async function request (berth: Berth, path: string, opts: { method?: string, headers?: http.OutgoingHttpHeaders, body?: Buffer | string } = {}): Promise<Response> {
+  const mod = berth.url.startsWith('https') ? https : http
+  return await new Promise((resolve, reject) => {
+    const req = mod.request(`${berth.url}${path}`, { method: opts.method ?? 'GET', headers: opts.headers, ca: berth.ca, servername: 'localhost', agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(opts.body)
+  })
+}
+
+export function registryError (body: Buffer): { code: string, message: string } {
+  const parsed = JSON.parse(body.toString()) as { errors: Array<{ code: string, message: string }> }
+  return parsed.errors[0]
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Resolves when `check` returns true, polling; rejects after `ms`. */
+export async function waitFor (check: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(10)
+  }
+}

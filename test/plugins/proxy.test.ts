@@ -1,0 +1,307 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import https from 'node:https'
+import { once } from 'node:events'
+import { createHash } from 'node:crypto'
+import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { startBerth, startUpstream, request, registryError, tempDir, waitFor } from '../helper.js'
+import { makeCerts } from '../../src/certs.js'
+
+function deferred<T = void> () {
+  let resolve!: (v: T) => void
+  const promise = new Promise<T>((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+const bomb = (ms: number, what: string) => new Promise<never>((_r, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms).unref())
+
+test('the client receives the first bytes of a download before the upstream has sent the last', async (t) => {
+  const firstArrived = deferred()
+  let upstreamFinished = false
+  const up = await startUpstream((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    res.write(Buffer.alloc(64 * 1024, 1))
+    firstArrived.promise.then(() => { upstreamFinished = true; res.end(Buffer.alloc(1024, 2)) })
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  const req = https.get(`${berth.url}/v2/a/blobs/sha256:x`, { ca: berth.ca, agent: false })
+  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
+  let received = 0
+  let sawDataBeforeEnd = false
+  res.on('data', (c: Buffer) => {
+    if (received === 0) { sawDataBeforeEnd = !upstreamFinished; firstArrived.resolve() }
+    received += c.length
+  })
+  await Promise.race([once(res, 'end'), bomb(5000, 'download')])
+  assert.equal(sawDataBeforeEnd, true)
+  assert.equal(received, 64 * 1024 + 1024)
+})
+
+test('the upstream receives the first bytes of an upload before the client has sent the last', async (t) => {
+  const firstSeen = deferred()
+  const up = await startUpstream((req, res) => {
+    const hash = createHash('sha256')
+    req.once('data', () => firstSeen.resolve())
+    req.on('data', (c: Buffer) => hash.update(c))
+    req.on('end', () => { res.writeHead(201, { 'x-digest': hash.digest('hex') }); res.end() })
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  const req = https.request(`${berth.url}/v2/a/blobs/uploads/u1`, { method: 'PATCH', ca: berth.ca, agent: false, headers: { 'content-type': 'application/octet-stream' } })
+  const first = Buffer.alloc(100_000, 7)
+  const last = Buffer.alloc(50_000, 9)
+  req.write(first) // chunked: no Content-Length
+  await Promise.race([firstSeen.promise, bomb(5000, 'first upload bytes at the upstream')])
+  req.end(last)
+  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
+  res.resume()
+  assert.equal(res.statusCode, 201)
+  assert.equal(res.headers['x-digest'], createHash('sha256').update(first).update(last).digest('hex'))
+})
+
+test('headers: Host unchanged, X-Real-IP and X-Forwarded-* set, hop-by-hop dropped both ways, Location unchanged', async (t) => {
+  const up = await startUpstream((req, res) => {
+    res.writeHead(202, {
+      location: 'https://registry.example.com:8443/v2/a/blobs/uploads/abc?_state=x',
+      connection: 'keep-alive, x-upstream-secret',
+      'x-upstream-secret': 'hidden',
+      'keep-alive': 'timeout=5',
+      'proxy-connection': 'keep-alive',
+      'x-kept': 'yes'
+    })
+    res.end()
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  const res = await request(berth, '/v2/a/blobs/uploads/', {
+    method: 'POST',
+    headers: {
+      host: 'registry.example.com:8443',
+      'x-real-ip': '6.6.6.6',
+      'x-forwarded-for': '9.9.9.9',
+      'x-forwarded-proto': 'gopher',
+      connection: 'keep-alive, x-client-secret',
+      'x-client-secret': 'hidden',
+      'keep-alive': 'timeout=5',
+      'proxy-connection': 'keep-alive',
+      te: 'trailers',
+      trailer: 'x-foo',
+      upgrade: 'h2c',
+      'x-custom': 'kept',
+      authorization: 'Basic dXNlcjpwYXNz'
+    }
+  })
+  assert.equal(res.status, 202)
+  const seen = up.seen[0].headers
+  assert.equal(seen.host, 'registry.example.com:8443')
+  assert.equal(seen['x-real-ip'], '127.0.0.1')
+  assert.equal(seen['x-forwarded-for'], '9.9.9.9, 127.0.0.1')
+  assert.equal(seen['x-forwarded-proto'], 'https')
+  assert.equal(seen['x-custom'], 'kept')
+  assert.equal(seen.authorization, 'Basic dXNlcjpwYXNz')
+  for (const h of ['x-client-secret', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade']) assert.equal(seen[h], undefined, h)
+  assert.notEqual(seen.connection, 'keep-alive, x-client-secret')
+  assert.equal(res.headers.location, 'https://registry.example.com:8443/v2/a/blobs/uploads/abc?_state=x')
+  assert.equal(res.headers['x-kept'], 'yes')
+  for (const h of ['x-upstream-secret', 'proxy-connection']) assert.equal(res.headers[h], undefined, h)
+  assert.notEqual(res.headers['keep-alive'], 'timeout=5')
+})
+
+test('X-Forwarded-For without a client value is the peer address alone; several client values are joined', async (t) => {
+  const up = await startUpstream((req, res) => res.end())
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  await request(berth, '/v2/')
+  assert.equal(up.seen[0].headers['x-forwarded-for'], '127.0.0.1')
+  await new Promise<void>((resolve, reject) => {
+    const req = https.request(`${berth.url}/v2/`, { ca: berth.ca, agent: false, servername: 'localhost', headers: { 'x-forwarded-for': ['1.1.1.1', '2.2.2.2'] } }, (res) => { res.resume(); res.on('end', resolve) })
+    req.on('error', reject)
+    req.end()
+  })
+  assert.equal(up.seen[1].headers['x-forwarded-for'], '1.1.1.1, 2.2.2.2, 127.0.0.1')
+})
+
+test('every method reaches the upstream with its body; upstream connections are kept alive and reused', async (t) => {
+  let connections = 0
+  const up = await startUpstream((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => res.end(`${req.method} ${req.url} ${Buffer.concat(chunks).toString()}`))
+  })
+  up.server.on('secureConnection', () => { connections++ })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
+    const body = method === 'GET' || method === 'DELETE' || method === 'OPTIONS' ? undefined : `body-of-${method}`
+    const res = await request(berth, '/v2/r/manifests/latest?x=1', { method, body, headers: body ? { 'content-length': Buffer.byteLength(body) } : {} })
+    assert.equal(res.status, 200)
+    assert.equal(res.body.toString(), `${method} /v2/r/manifests/latest?x=1 ${body ?? ''}`)
+  }
+  const head = await request(berth, '/v2/r/manifests/latest', { method: 'HEAD' })
+  assert.equal(head.status, 200)
+  assert.equal(connections, 1)
+})
+
+test('Content-Length over the limit: 413 before any upstream connection, the body is not read', async (t) => {
+  const up = await startUpstream((req, res) => res.end())
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], 'limits: { maxBodySize: 1m }')
+  const res = await request(berth, '/v2/a/blobs/uploads/u?digest=sha256:x', { method: 'PUT', headers: { 'content-length': String(1024 * 1024 + 1) } })
+  assert.equal(res.status, 413)
+  assert.equal(res.headers['docker-distribution-api-version'], 'registry/2.0')
+  assert.equal(res.headers.connection, 'close')
+  assert.equal(registryError(res.body).code, 'SIZE_INVALID')
+  assert.match(registryError(res.body).message, /1 MB/)
+  assert.equal(up.seen.length, 0)
+})
+
+test('a chunked body that passes the limit: upstream request destroyed at once, client gets 413', async (t) => {
+  const upstreamOutcome = deferred<string>()
+  let upstreamBytes = 0
+  const up = await startUpstream((req, res) => {
+    req.on('data', (c: Buffer) => { upstreamBytes += c.length })
+    req.on('end', () => { upstreamOutcome.resolve('clean end'); res.end() })
+    req.on('close', () => { if (!req.complete) upstreamOutcome.resolve('destroyed') })
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], 'limits: { maxBodySize: 256k }')
+  const req = https.request(`${berth.url}/v2/a/blobs/uploads/u`, { method: 'PATCH', ca: berth.ca, agent: false })
+  req.on('error', () => {})
+  const responded = once(req, 'response')
+  for (let i = 0; i < 8; i++) req.write(Buffer.alloc(64 * 1024))
+  const [res] = await Promise.race([responded, bomb(5000, '413')]) as [import('node:http').IncomingMessage]
+  const chunks: Buffer[] = []
+  res.on('data', (c: Buffer) => chunks.push(c))
+  await once(res, 'end')
+  req.destroy()
+  assert.equal(res.statusCode, 413)
+  assert.equal(registryError(Buffer.concat(chunks)).code, 'SIZE_INVALID')
+  assert.equal(await Promise.race([upstreamOutcome.promise, bomb(3000, 'upstream outcome')]), 'destroyed')
+  assert.ok(upstreamBytes <= 256 * 1024, `upstream saw ${upstreamBytes} bytes`)
+})
+
+test('a dead upstream gives 502 with the registry error body, quickly', async (t) => {
+  const up = await startUpstream((req, res) => res.end())
+  const deadUrl = up.url
+  await up.close()
+  const berth = await startBerth(t, [deadUrl])
+  const res = await request(berth, '/v2/')
+  assert.equal(res.status, 502)
+  assert.equal(res.headers['docker-distribution-api-version'], 'registry/2.0')
+  assert.match(String(res.headers['content-type']), /application\/json/)
+  assert.deepEqual(registryError(res.body), { code: 'UNAVAILABLE', message: 'upstream registry unavailable', detail: null } as never)
+  // the process keeps serving
+  assert.equal((await request(berth, '/v2/')).status, 502)
+})
+
+test('an upstream that dies mid-body ends the client connection abruptly, never a clean short response', async (t) => {
+  const up = await startUpstream((req, res) => {
+    res.writeHead(200, { 'content-length': '1000000' })
+    res.write(Buffer.alloc(10_000), () => setTimeout(() => res.socket?.destroy(), 20))
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  const req = https.get(`${berth.url}/v2/a/blobs/sha256:abc`, { ca: berth.ca, agent: false })
+  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
+  assert.equal(res.statusCode, 200)
+  let received = 0
+  res.on('data', (c: Buffer) => { received += c.length })
+  const outcome = await Promise.race([
+    once(res, 'end').then(() => 'clean end'),
+    once(res, 'aborted').then(() => 'aborted'),
+    once(res, 'error').then(() => 'aborted'),
+    bomb(5000, 'client outcome')
+  ])
+  assert.equal(outcome, 'aborted')
+  assert.ok(received < 1_000_000)
+  // same for a chunked response
+  const up2 = await startUpstream((req2, res2) => {
+    res2.writeHead(200)
+    res2.write(Buffer.alloc(10_000), () => setTimeout(() => res2.socket?.destroy(), 20))
+  })
+  t.after(() => up2.close())
+  const berth2 = await startBerth(t, [up2.url])
+  const r2 = await request(berth2, '/v2/a/blobs/sha256:abc').then(() => 'clean end', () => 'aborted')
+  assert.equal(r2, 'aborted')
+})
+
+test('upstream TLS is verified: a certificate from another CA gives 502 unless verify is off', async (t) => {
+  const other = await makeCerts({ hosts: ['localhost'], ips: ['127.0.0.1'], out: join(tempDir(t), 'other') })
+  const server = https.createServer({ cert: readFileSync(other.files.cert), key: readFileSync(other.files.key) }, (req, res) => res.end('ok'))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const url = `https://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`
+  const berth = await startBerth(t, [url])
+  const res = await request(berth, '/v2/')
+  assert.equal(res.status, 502)
+  assert.equal(registryError(res.body).code, 'UNAVAILABLE')
+  const off = await startBerth(t, [url], '', { upstreamTls: '{ verify: false }' })
+  assert.equal((await request(off, '/v2/')).status, 200)
+})
+
+test('the upstream certificate is checked against the upstream URL, whatever Host the client sends', async (t) => {
+  const up = await startUpstream((req, res) => res.end(req.headers.host))
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url.replace('127.0.0.1', 'localhost')])
+  for (const host of ['registry.example.com', 'other.example.org:443', 'localhost']) {
+    const res = await request(berth, '/v2/', { headers: { host } })
+    assert.equal(res.status, 200, host)
+    assert.equal(res.body.toString(), host)
+  }
+})
+
+test('Expect: 100-continue is answered by berth only when the upload may proceed, and not forwarded', async (t) => {
+  const up = await startUpstream((req, res) => { req.resume(); req.on('end', () => res.end(String(req.headers.expect))) })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], 'limits: { maxBodySize: 1k }')
+  const send = (length: number) => new Promise<{ status: number, continued: boolean, body: string }>((resolve, reject) => {
+    let continued = false
+    const req = https.request(`${berth.url}/v2/a/blobs/uploads/u`, { method: 'PATCH', ca: berth.ca, agent: false, headers: { expect: '100-continue', 'content-length': length } })
+    req.on('continue', () => { continued = true; req.end(Buffer.alloc(length)) })
+    req.on('response', (res) => {
+      let body = ''
+      res.on('data', (c: Buffer) => { body += c.toString() })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, continued, body }); req.destroy() })
+    })
+    req.on('error', reject)
+    req.flushHeaders()
+  })
+  const ok = await send(512)
+  assert.deepEqual([ok.status, ok.continued, ok.body], [200, true, 'undefined'])
+  const refused = await send(4096)
+  assert.deepEqual([refused.status, refused.continued], [413, false])
+})
+
+test('a client that disconnects mid-upload has its upstream request destroyed', async (t) => {
+  const upstreamOutcome = deferred<string>()
+  const gotData = deferred()
+  const up = await startUpstream((req, res) => {
+    req.once('data', () => gotData.resolve())
+    req.on('end', () => { upstreamOutcome.resolve('clean end'); res.end() })
+    req.on('close', () => { if (!req.complete) upstreamOutcome.resolve('destroyed') })
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  const req = https.request(`${berth.url}/v2/a/blobs/uploads/u`, { method: 'PATCH', ca: berth.ca, agent: false, headers: { 'content-length': 10_000_000 } })
+  req.on('error', () => {})
+  req.write(Buffer.alloc(100_000))
+  await Promise.race([gotData.promise, bomb(5000, 'upload start')])
+  req.destroy()
+  assert.equal(await Promise.race([upstreamOutcome.promise, bomb(2000, 'upstream destroyed')]), 'destroyed')
+})
+
+test('no Authorization value reaches the access or error log', async (t) => {
+  const up = await startUpstream((req, res) => res.end())
+  const dead = up.url
+  await up.close()
+  const berth = await startBerth(t, [dead])
+  const token = Buffer.from('alice:s3cret-password').toString('base64')
+  await request(berth, '/v2/', { headers: { authorization: `Basic ${token}` } })
+  await berth.close()
+  const logs = berth.accessLog() + readFileSync(join(berth.dir, 'error.log'), 'utf8')
+  assert.match(logs, /upstream request failed/)
+  assert.doesNotMatch(logs, new RegExp(token))
+  assert.doesNotMatch(logs, /s3cret/)
+})
