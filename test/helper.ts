@@ -79,7 +79,7 @@ export interface Berth {
 }
 
 /** berth in-process on port 0 in front of `upstreams`; `extra` is YAML appended to the config. */
-export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: string[], extra = '', opts: { plain?: boolean, upstreamTls?: string } = {}): Promise<Berth> {
+export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: string[], extra = '', opts: { plain?: boolean, upstreamTls?: string, log?: string } = {}): Promise<Berth> {
   const c = await testCerts()
   const dir = tempDir(t)
   const yaml = [
@@ -89,7 +89,7 @@ export async function startBerth (t: { after: (fn: () => Promise<void> | void) =
     '  servers:',
     ...upstreams.map((u) => `    - { url: "${u}" }`),
     `  tls: ${opts.upstreamTls ?? `{ ca: ${c.caCert} }`}`,
-    'log: { access: access.log, error: error.log, level: debug }',
+    `log: { access: access.log, error: error.log, level: debug${opts.log ? `, ${opts.log}` : ''} }`,
     extra
   ].join('\n')
   const file = join(dir, 'berth.yaml')

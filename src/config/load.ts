@@ -32,16 +32,9 @@ function schemaProblems (raw: unknown): string[] {
   const seen = new Set<string>()
   for (const e of Value.Errors(ConfigSchema, raw)) {
     let path = keyPath(e.path)
-    if (e.type === ValueErrorType.ObjectAdditionalProperties) {
-      const extra = Object.keys(e.value as object).filter((k) => !(k in ((e.schema as { properties?: object }).properties ?? {})))
-      for (const k of extra) {
-        const p = path ? `${path}.${k}` : k
-        if (!seen.has(p)) { seen.add(p); problems.push(`${p}: unknown key`) }
-      }
-      continue
-    }
-    if (e.type === ValueErrorType.ObjectRequiredProperty) {
-      if (!seen.has(path)) { seen.add(path); problems.push(`${path}: is required`) }
+    // TypeBox reports an unknown key at its own path, and required ones at the missing key's path.
+    if (e.type === ValueErrorType.ObjectAdditionalProperties || e.type === ValueErrorType.ObjectRequiredProperty) {
+      if (!seen.has(path)) { seen.add(path); problems.push(`${path}: ${e.message}`) }
       continue
     }
     // A union reports itself and each branch: keep the first (the union's own "expected …").
@@ -56,7 +49,7 @@ function schemaProblems (raw: unknown): string[] {
 function checkUpstreamUrl (url: string): string | null {
   let u: URL
   try { u = new URL(url) } catch { return 'expected a URL like https://127.0.0.1:5000' }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `expected http:// or https://, got ${u.protocol}//`
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'expected an http:// or https:// URL'
   if (u.username || u.password) return 'credentials in the URL are not supported'
   if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) return 'expected no path, query or fragment (berth forwards the client\'s path as it is)'
   return null
@@ -73,11 +66,11 @@ function fileProblems (config: BerthConfig): string[] {
   }
   if (config.tls) {
     const cert = read('tls.cert', config.tls.cert)
-    const key = read('tls.key', config.tls.key)
     let x509: X509Certificate | null = null
     if (cert) {
       try { x509 = new X509Certificate(cert) } catch { problems.push(`tls.cert: ${config.tls.cert} is not a PEM certificate`) }
     }
+    const key = read('tls.key', config.tls.key)
     if (key) {
       try {
         const pk = createPrivateKey(key)
@@ -121,7 +114,8 @@ export function parseConfig (text: string, file: string): BerthConfig {
   try {
     raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true })
   } catch (err) {
-    throw new ConfigError(file, [`not valid YAML: ${(err as Error).message}`])
+    // The first line says what and where ("... at line 3, column 7:"); the rest is a code frame.
+    throw new ConfigError(file, [`not valid YAML: ${(err as Error).message.split('\n')[0].replace(/:$/, '')}`])
   }
   if (raw === null || raw === undefined) raw = {}
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(raw))

@@ -1,0 +1,160 @@
+// The CLI as users and the Docker image run it: bin/berth.js in a child process.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { copyFileSync, existsSync, readFileSync, renameSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import https from 'node:https'
+import { once } from 'node:events'
+import { tempDir, testCerts, startUpstream, waitFor } from './helper.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const BIN = join(ROOT, 'bin', 'berth.js')
+
+async function run (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (c) => { stdout += c })
+  child.stderr.on('data', (c) => { stderr += c })
+  const [code] = await once(child, 'exit') as [number | null]
+  return { code, stdout, stderr }
+}
+
+interface Running { child: ChildProcess, port: number, output: () => string }
+
+/** `berth start` in a child; resolves once it logged "berth listening" (the error log goes to stderr). */
+async function start (t: { after: (fn: () => void) => void }, args: string[]): Promise<Running> {
+  const child = spawn(process.execPath, [BIN, 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout?.on('data', (c) => { out += c })
+  child.stderr?.on('data', (c) => { out += c })
+  await waitFor(() => /"berth listening"/.test(out) || child.exitCode !== null, 20_000, 'berth to listen')
+  const line = out.split('\n').find((l) => l.includes('"berth listening"'))
+  assert.ok(line, out)
+  return { child, port: (JSON.parse(line) as { address: { port: number } }).address.port, output: () => out }
+}
+
+function get (port: number, ca: Buffer, path = '/v2/'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port, path, ca, servername: 'localhost', agent: false }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)) }).on('error', reject)
+  })
+}
+
+test('check: prints "configuration FILE is valid" and exits 0', async (t) => {
+  const dir = tempDir(t)
+  const c = await testCerts()
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, `tls: { cert: ${c.cert}, key: ${c.key} }\nupstream: { servers: [ { url: "https://127.0.0.1:5000" } ], tls: { ca: ${c.caCert} } }\n`)
+  const r = await run(['check', '--config', file])
+  assert.equal(r.code, 0, r.stderr)
+  assert.equal(r.stdout, `configuration ${file} is valid\n`)
+})
+
+test('check: prints every problem with the file and key, exits 1', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, 'listen: { port: -1, hots: x }\nupstream: { servers: [ { url: "https://127.0.0.1:5000" } ] }\nlimits: { maxBodySize: lots }\n')
+  const r = await run(['check', '--config', file])
+  assert.equal(r.code, 1)
+  assert.equal(r.stdout, '')
+  assert.match(r.stderr, new RegExp(`^configuration ${file} is invalid:\n`))
+  assert.match(r.stderr, /  listen\.hots: unknown key\n/)
+  assert.match(r.stderr, /  listen\.port: expected a port number from 0 to 65535, got -1\n/)
+  assert.match(r.stderr, /  limits\.maxBodySize: expected a size/)
+  const missing = await run(['check', '--config', join(dir, 'none.yaml')])
+  assert.equal(missing.code, 1)
+  assert.match(missing.stderr, /none\.yaml is invalid:\n  cannot read the file: ENOENT/)
+})
+
+test('certs: a CA and a server certificate for the names, trust steps printed, nothing overwritten', async (t) => {
+  const dir = join(tempDir(t), 'certs')
+  const r = await run(['certs', '--host', 'registry.example.com', '--host', 'localhost', '--ip', '127.0.0.1', '--port', '443', '--out', dir])
+  assert.equal(r.code, 0, r.stderr)
+  for (const f of ['ca.crt', 'ca.key', 'server.crt', 'server.key']) assert.ok(existsSync(join(dir, f)), f)
+  assert.equal(statSync(join(dir, 'server.key')).mode & 0o077, 0, 'server.key is private')
+  assert.equal(statSync(join(dir, 'ca.key')).mode & 0o077, 0, 'ca.key is private')
+  const cert = new (await import('node:crypto')).X509Certificate(readFileSync(join(dir, 'server.crt')))
+  assert.equal(cert.subjectAltName, 'DNS:registry.example.com, DNS:localhost, IP Address:127.0.0.1')
+  assert.ok(cert.verify(new (await import('node:crypto')).X509Certificate(readFileSync(join(dir, 'ca.crt'))).publicKey))
+  assert.match(r.stdout, /sudo mkdir -p \/etc\/docker\/certs\.d\/registry\.example\.com\n/)
+  assert.match(r.stdout, new RegExp(`sudo cp ${join(dir, 'ca.crt')} /etc/docker/certs\\.d/registry\\.example\\.com/ca\\.crt`))
+  assert.match(r.stdout, /update-ca-certificates/)
+  const before = readFileSync(join(dir, 'server.crt'), 'utf8')
+  const again = await run(['certs', '--host', 'other.example.com', '--port', '5000', '--out', dir])
+  assert.equal(again.code, 1)
+  assert.match(again.stderr, /already exist; berth never overwrites certificates/)
+  assert.equal(readFileSync(join(dir, 'server.crt'), 'utf8'), before)
+  // A new server certificate from the same CA into another folder that holds only the CA.
+  const dir2 = join(tempDir(t), 'certs2')
+  mkdirSync(dir2)
+  copyFileSync(join(dir, 'ca.crt'), join(dir2, 'ca.crt'))
+  copyFileSync(join(dir, 'ca.key'), join(dir2, 'ca.key'))
+  const reuse = await run(['certs', '--host', 'other.example.com', '--port', '5000', '--out', dir2])
+  assert.equal(reuse.code, 0, reuse.stderr)
+  assert.match(reuse.stdout, /Reused the CA/)
+  assert.match(reuse.stdout, /\/etc\/docker\/certs\.d\/other\.example\.com:5000\/ca\.crt/)
+  assert.equal(readFileSync(join(dir2, 'ca.crt'), 'utf8'), readFileSync(join(dir, 'ca.crt'), 'utf8'))
+})
+
+test('start: serves, reopens its logs on SIGUSR1 (logrotate), exits 0 on SIGTERM', async (t) => {
+  const dir = tempDir(t)
+  const c = await testCerts()
+  const up = await startUpstream((req, res) => res.end('{}'))
+  t.after(() => up.close())
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, [
+    'listen: { host: 127.0.0.1, port: 0 }',
+    `tls: { cert: ${c.cert}, key: ${c.key} }`,
+    `upstream: { servers: [ { url: "${up.url}" } ], tls: { ca: ${c.caCert} } }`,
+    'log: { access: logs/access.log }'
+  ].join('\n'))
+  const b = await start(t, ['--config', file])
+  const ca = readFileSync(c.caCert)
+  assert.equal(await get(b.port, ca), 200)
+  const log = join(dir, 'logs', 'access.log')
+  await waitFor(() => existsSync(log) && readFileSync(log, 'utf8').includes('"GET /v2/ HTTP/1.1" 200'), 5000, 'first access line')
+  renameSync(log, log + '.1')
+  b.child.kill('SIGUSR1')
+  await waitFor(() => b.output().includes('log files reopened'), 5000, 'reopen')
+  assert.equal(await get(b.port, ca, '/v2/_catalog'), 200)
+  await waitFor(() => existsSync(log) && readFileSync(log, 'utf8').includes('/v2/_catalog'), 5000, 'line in the new file')
+  assert.doesNotMatch(readFileSync(log + '.1', 'utf8'), /_catalog/)
+  b.child.kill('SIGTERM')
+  const [code] = await once(b.child, 'exit')
+  assert.equal(code, 0)
+})
+
+test('start: refuses to start with a clear message when a certificate file is missing', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, 'tls: { cert: certs/server.crt, key: certs/server.key }\nupstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }\n')
+  const r = await run(['start', '--config', file])
+  assert.equal(r.code, 1)
+  assert.match(r.stderr, new RegExp(`tls\\.cert: cannot read ${join(dir, 'certs', 'server.crt')}: ENOENT`))
+})
+
+test('npm start\'s config on a fresh clone: development certificates are made under config/certs and berth says so', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'berth.yaml')
+  // config/berth.yaml as shipped, on port 0 so the test does not collide with anything.
+  writeFileSync(file, readFileSync(join(ROOT, 'config', 'berth.yaml'), 'utf8').replace(/port: 8443/, 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1'))
+  const b = await start(t, ['--config', file, '--init-certs'])
+  assert.match(b.output(), /was missing: created a development CA and certificate for localhost/)
+  assert.match(b.output(), /\/etc\/docker\/certs\.d\/localhost:0\/ca\.crt|\/etc\/docker\/certs\.d\/localhost/)
+  const ca = readFileSync(join(dir, 'certs', 'ca.crt'))
+  // The shipped upstream (127.0.0.1:5000) is not running here: berth still answers, with a 502.
+  assert.ok([200, 401, 502].includes(await get(b.port, ca)))
+  b.child.kill('SIGTERM')
+  assert.deepEqual(await once(b.child, 'exit'), [0, null])
+})
+
+test('the Docker image\'s config (config/docker.yaml) passes check once its certificates exist', async (t) => {
+  const dir = tempDir(t)
+  copyFileSync(join(ROOT, 'config', 'docker.yaml'), join(dir, 'docker.yaml'))
+  assert.equal((await run(['certs', '--host', 'localhost', '--out', join(dir, 'certs')])).code, 0)
+  const r = await run(['check', '--config', join(dir, 'docker.yaml')])
+  assert.equal(r.code, 0, r.stderr)
+})

@@ -1,0 +1,128 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { writeFileSync, copyFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseConfig, loadConfig } from '../../src/config/load.js'
+import { ConfigError } from '../../src/errors.js'
+import { DEFAULT_CIPHERS } from '../../src/config/schema.js'
+import { tempDir, testCerts } from '../helper.js'
+import { makeCerts } from '../../src/certs.js'
+
+const MINIMAL = 'upstream: { servers: [ { url: "https://127.0.0.1:5000" } ] }\n'
+
+function problems (yaml: string, file = '/etc/berth/berth.yaml'): string[] {
+  try {
+    parseConfig(yaml, file)
+  } catch (err) {
+    assert.ok(err instanceof ConfigError)
+    assert.equal(err.file, file)
+    for (const line of err.message.split('\n')) assert.ok(line.startsWith(`${file}: `), line)
+    return err.problems
+  }
+  assert.fail('expected a ConfigError')
+}
+
+test('defaults fill every key; sizes and durations become numbers; relative paths resolve against the file', () => {
+  const c = parseConfig(MINIMAL + 'tls: { cert: certs/server.crt, key: /abs/server.key }\nlog: { access: logs/access.log }\n', '/etc/berth/berth.yaml')
+  assert.deepEqual(c.listen, { host: '0.0.0.0', port: 8443 })
+  assert.equal(c.tls?.cert, '/etc/berth/certs/server.crt')
+  assert.equal(c.tls?.key, '/abs/server.key')
+  assert.equal(c.tls?.minVersion, 'TLSv1.2')
+  assert.equal(c.tls?.ciphers, DEFAULT_CIPHERS)
+  assert.equal(c.tls?.preferServerCiphers, true)
+  assert.equal(c.tls?.sessionTimeout, 300_000)
+  assert.deepEqual(c.upstream.servers, [{ url: 'https://127.0.0.1:5000', weight: 1 }])
+  assert.deepEqual(c.upstream.tls, { verify: true })
+  assert.deepEqual(c.upstream.timeouts, { connect: 5000, idle: 900_000 })
+  assert.equal(c.limits.maxBodySize, 300 * 1024 * 1024)
+  assert.deepEqual(c.log, { access: '/etc/berth/logs/access.log', error: '-', level: 'info', format: 'combined' })
+  assert.equal(c.file, '/etc/berth/berth.yaml')
+})
+
+test('the issue\'s example config is accepted as written', () => {
+  const c = parseConfig(`
+listen: { host: 0.0.0.0, port: 8443 }
+tls:
+  cert: certs/server.crt
+  key: certs/server.key
+  minVersion: TLSv1.2
+  ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256"
+  preferServerCiphers: true
+  sessionTimeout: 5m
+upstream:
+  servers:
+    - { url: https://127.0.0.1:5000, weight: 1 }
+  tls: { ca: certs/ca.crt, verify: true }
+  timeouts: { connect: 5s, idle: 900s }
+limits: { maxBodySize: 300m }
+log:
+  access: logs/access.log
+  error: logs/error.log
+  level: info
+  format: combined
+`, '/srv/berth.yaml')
+  assert.equal(c.upstream.tls.ca, '/srv/certs/ca.crt')
+  assert.equal(c.limits.maxBodySize, 314572800)
+})
+
+test('unknown keys are errors, at any depth, each named by its key path', () => {
+  assert.deepEqual(problems(MINIMAL + 'listn: { port: 1 }\nlimits: { maxBodySize: 1m, maxBody: 2 }\n'), [
+    'listn: unknown key',
+    'limits.maxBody: unknown key'
+  ])
+  assert.deepEqual(problems('upstream: { servers: [ { url: "https://a:1", wieght: 2 } ] }\n'), ['upstream.servers[0].wieght: unknown key'])
+})
+
+test('wrong values name the key, what was expected and what was found', () => {
+  const p = problems(MINIMAL + 'limits: { maxBodySize: 300 megabytes }\nupstream2: 1\n')
+  assert.ok(p.includes('limits.maxBodySize: expected a size: bytes, or a number with k, m or g (e.g. 300m, 1g), got "300 megabytes"'), p.join('\n'))
+  assert.deepEqual(problems('upstream: { servers: [ { url: "https://a:1" } ], timeouts: { idle: soon } }\n'), [
+    'upstream.timeouts.idle: expected a duration: milliseconds, or a number with ms, s, m or h (e.g. 5s, 15m), got "soon"'
+  ])
+  assert.deepEqual(problems(MINIMAL + 'listen: { port: 70000 }\n'), ['listen.port: expected a port number from 0 to 65535, got 70000'])
+  assert.deepEqual(problems(MINIMAL + 'log: { level: verbose }\n'), ['log.level: expected one of debug, info, warn, error, got "verbose"'])
+  assert.deepEqual(problems(MINIMAL + 'tls: { cert: a.crt }\n'), ['tls.key: is required'])
+})
+
+test('a missing upstream section, an empty server list, bad YAML', () => {
+  assert.deepEqual(problems(''), ['upstream: is required'])
+  assert.deepEqual(problems('upstream: { servers: [] }'), ['upstream.servers: expected a list of at least one { url, weight }, got []'])
+  const yaml = problems('upstream: { servers: [ }')
+  assert.equal(yaml.length, 1)
+  assert.match(yaml[0], /^not valid YAML: .* at line 1, column \d+$/)
+})
+
+test('loadConfig checks the files: missing, not PEM, key not matching the certificate; and upstream URLs', async (t) => {
+  const dir = tempDir(t)
+  const c = await testCerts()
+  const other = await makeCerts({ hosts: ['x'], ips: [], out: join(dir, 'other') })
+  copyFileSync(c.cert, join(dir, 'server.crt'))
+  copyFileSync(other.files.key, join(dir, 'wrong.key'))
+  writeFileSync(join(dir, 'garbage.crt'), 'not a certificate')
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, [
+    'tls: { cert: server.crt, key: wrong.key }',
+    'upstream:',
+    '  servers: [ { url: "ftp://x:1" }, { url: "https://127.0.0.1:5000/v2" }, { url: "not a url" }, { url: "https://127.0.0.1:5000" } ]',
+    '  tls: { ca: missing-ca.crt }'
+  ].join('\n'))
+  await assert.rejects(loadConfig(file), (err: ConfigError) => {
+    assert.deepEqual(err.problems, [
+      `tls.key: ${join(dir, 'wrong.key')} does not match the certificate ${join(dir, 'server.crt')}`,
+      `upstream.tls.ca: cannot read ${join(dir, 'missing-ca.crt')}: ENOENT`,
+      'upstream.servers[0].url: expected an http:// or https:// URL, got "ftp://x:1"',
+      'upstream.servers[1].url: expected no path, query or fragment (berth forwards the client\'s path as it is), got "https://127.0.0.1:5000/v2"',
+      'upstream.servers[2].url: expected a URL like https://127.0.0.1:5000, got "not a url"'
+    ])
+    return true
+  })
+  writeFileSync(file, 'tls: { cert: garbage.crt, key: nokey.key }\n' + MINIMAL)
+  await assert.rejects(loadConfig(file), (err: ConfigError) => {
+    assert.deepEqual(err.problems, [
+      `tls.cert: ${join(dir, 'garbage.crt')} is not a PEM certificate`,
+      `tls.key: cannot read ${join(dir, 'nokey.key')}: ENOENT`
+    ])
+    return true
+  })
+  await assert.rejects(loadConfig(join(dir, 'nope.yaml')), /nope\.yaml: cannot read the file: ENOENT/)
+})

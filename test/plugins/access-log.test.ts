@@ -1,0 +1,53 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { formatCombined, timeLocal, type AccessEntry } from '../../plugins/access-log.js'
+import { startBerth, startUpstream, request } from '../helper.js'
+
+const entry: AccessEntry = {
+  remoteAddr: '10.0.0.7',
+  remoteUser: null,
+  time: new Date(Date.UTC(2026, 10, 29, 16, 58, 53)),
+  method: 'GET',
+  url: '/v2/app/manifests/v1',
+  httpVersion: '1.1',
+  status: 200,
+  bodyBytesSent: 2624,
+  referer: undefined,
+  userAgent: 'docker/24.0.7 go/go1.20 "quoted"',
+  requestTime: 0.0123,
+  upstream: '127.0.0.1:5000',
+  completed: true
+}
+
+test('combined format is nginx main plus request time and upstream; quotes escaped as nginx does', () => {
+  const line = formatCombined(entry)
+  assert.match(line, /^10\.0\.0\.7 - - \[\d\d\/Nov\/2026:\d\d:\d\d:53 [+-]\d{4}\] "GET \/v2\/app\/manifests\/v1 HTTP\/1\.1" 200 2624 "-" "docker\/24\.0\.7 go\/go1\.20 \\x22quoted\\x22" rt=0\.012 upstream=127\.0\.0\.1:5000\n$/)
+  assert.match(formatCombined({ ...entry, completed: false, upstream: '' }), /upstream=- aborted\n$/)
+  assert.match(timeLocal(new Date()), /^\d\d\/[A-Z][a-z]{2}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$/)
+})
+
+test('one line per request, proxied or refused, with status, bytes and upstream; JSON when asked', async (t) => {
+  const up = await startUpstream((req, res) => res.end('x'.repeat(1234)))
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], 'limits: { maxBodySize: 10 }')
+  await request(berth, '/v2/a/manifests/latest', { headers: { 'user-agent': 'skopeo/1.9', authorization: 'Basic YTpi' } })
+  await request(berth, '/v2/a/blobs/uploads/x', { method: 'PUT', body: 'y'.repeat(100), headers: { 'content-length': 100 } })
+  await berth.close()
+  const lines = berth.accessLog().trim().split('\n')
+  assert.equal(lines.length, 2)
+  assert.match(lines[0], new RegExp(`^127\\.0\\.0\\.1 - - \\[.*\\] "GET /v2/a/manifests/latest HTTP/1\\.1" 200 1234 "-" "skopeo/1\\.9" rt=\\d+\\.\\d{3} upstream=127\\.0\\.0\\.1:${up.port}$`))
+  assert.match(lines[1], /"PUT \/v2\/a\/blobs\/uploads\/x HTTP\/1\.1" 413 \d+ .* upstream=-$/)
+  assert.doesNotMatch(berth.accessLog(), /YTpi/)
+
+  const json = await startBerth(t, [up.url], '', { log: 'format: json' })
+  await request(json, '/v2/a/manifests/latest?n=1', { headers: { authorization: 'Basic YTpi' } })
+  await json.close()
+  const e = JSON.parse(json.accessLog()) as AccessEntry
+  assert.equal(e.method, 'GET')
+  assert.equal(e.url, '/v2/a/manifests/latest?n=1')
+  assert.equal(e.status, 200)
+  assert.equal(e.bodyBytesSent, 1234)
+  assert.equal(e.upstream, `127.0.0.1:${up.port}`)
+  assert.equal(e.completed, true)
+  assert.doesNotMatch(json.accessLog(), /YTpi/)
+})
