@@ -1,17 +1,18 @@
 #!/usr/bin/env node
-// Runs the compiled CLI (the Docker image) or, in a checkout without a build, the TypeScript sources
-// through tsx (npm start, npx berth after npm ci).
+// In a checkout (npm start, npx berth after npm ci) berth runs from its TypeScript sources through tsx,
+// so an old build can never shadow the code being edited. The Docker image ships no sources: it runs
+// the compiled dist/.
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-const compiled = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url))
+const sources = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 let cli
-if (existsSync(compiled)) {
-  cli = await import(compiled)
-} else {
+if (existsSync(sources)) {
   const { register } = await import('tsx/esm/api')
   register()
   cli = await import('../src/cli.ts')
+} else {
+  cli = await import('../dist/src/cli.js')
 }
 const code = await cli.main(process.argv.slice(2))
 if (code >= 0) process.exitCode = code

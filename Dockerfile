@@ -1,0 +1,23 @@
+# berth: build with tsc, run the compiled JavaScript as a non-root user.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json tsconfig.build.json ./
+COPY src src
+COPY plugins plugins
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json ./
+COPY bin bin
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+# Defaults; docker-compose.yml mounts ./config over this folder.
+COPY config/docker.yaml /etc/berth/docker.yaml
+USER node
+EXPOSE 8443
+ENTRYPOINT ["node", "bin/berth.js"]
+CMD ["start", "--config", "/etc/berth/docker.yaml", "--init-certs"]

@@ -1,0 +1,201 @@
+// Real parts for end-to-end tests: the registry from Debian's docker-registry package, berth as the
+// same `berth start` process the Docker image runs, OCI image layouts for skopeo.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { createGzip } from 'node:zlib'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import net from 'node:net'
+import https from 'node:https'
+import assert from 'node:assert/strict'
+import { testCerts, waitFor, sleep } from '../helper.js'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+/** Fails (never skips) when a tool is missing: .ci/run installs them. */
+export function requireTool (cmd: string, pkg: string): void {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`])
+  assert.equal(r.status, 0, `${cmd} is missing: apt-get install -y ${pkg} (.ci/run does this)`)
+}
+
+export async function freePort (): Promise<number> {
+  const s = net.createServer()
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+  const { port } = s.address() as net.AddressInfo
+  await new Promise((resolve) => s.close(resolve))
+  return port
+}
+
+export interface Proc { child: ChildProcess, output: () => string, stop: () => Promise<void> }
+
+function track (child: ChildProcess, t: { after: (fn: () => Promise<void>) => void }): Proc {
+  let out = ''
+  child.stdout?.on('data', (c) => { out += c })
+  child.stderr?.on('data', (c) => { out += c })
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await once(child, 'exit')
+    clearTimeout(timer)
+  }
+  t.after(stop)
+  return { child, output: () => out, stop }
+}
+
+async function httpsStatus (port: number, ca: Buffer, path = '/v2/'): Promise<number> {
+  return await new Promise((resolve) => {
+    https.get({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+      .on('error', () => resolve(0))
+  })
+}
+
+export interface Registry extends Proc { port: number, url: string, dir: string }
+
+/** `docker-registry serve config.yml` with TLS on a free loopback port. */
+export async function startRegistry (t: { after: (fn: () => Promise<void>) => void }, dir: string): Promise<Registry> {
+  requireTool('docker-registry', 'docker-registry')
+  const c = await testCerts()
+  const port = await freePort()
+  mkdirSync(join(dir, 'storage'), { recursive: true })
+  const config = join(dir, 'registry.yml')
+  writeFileSync(config, [
+    'version: 0.1',
+    'log: { level: warn, accesslog: { disabled: true } }',
+    `storage: { filesystem: { rootdirectory: ${join(dir, 'storage')} }, delete: { enabled: true } }`,
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    '  secret: berth-e2e-shared-secret',
+    `  tls: { certificate: ${c.cert}, key: ${c.key} }`
+  ].join('\n'))
+  const proc = track(spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
+  const ca = readFileSync(c.caCert)
+  for (let i = 0; i < 200 && await httpsStatus(port, ca) !== 200; i++) {
+    if (proc.child.exitCode !== null) assert.fail(`docker-registry exited: ${proc.output()}`)
+    await sleep(50)
+  }
+  return { ...proc, port, url: `https://127.0.0.1:${port}`, dir }
+}
+
+export interface BerthProc extends Proc { port: number, configFile: string }
+
+/** `berth start --config FILE` in a child process, exactly as the Docker image runs it. */
+export async function startBerthProcess (t: { after: (fn: () => Promise<void>) => void }, dir: string, upstreams: string[], extra = ''): Promise<BerthProc> {
+  const c = await testCerts()
+  const configFile = join(dir, 'berth.yaml')
+  writeFileSync(configFile, [
+    'listen: { host: 127.0.0.1, port: 0 }',
+    `tls: { cert: ${c.cert}, key: ${c.key} }`,
+    'upstream:',
+    `  servers: [ ${upstreams.map((u) => `{ url: "${u}" }`).join(', ')} ]`,
+    `  tls: { ca: ${c.caCert} }`,
+    'log: { access: access.log, error: "-" }',
+    extra
+  ].join('\n'))
+  const proc = track(spawn(process.execPath, [join(ROOT, 'bin', 'berth.js'), 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
+  await waitFor(() => proc.output().includes('"berth listening"') || proc.child.exitCode !== null, 30_000, 'berth to listen')
+  const line = proc.output().split('\n').find((l) => l.includes('"berth listening"'))
+  assert.ok(line, proc.output())
+  return { ...proc, port: (JSON.parse(line) as { address: { port: number } }).address.port, configFile }
+}
+
+/** A directory holding only the CA, for skopeo's --cert-dir options. */
+export async function certDir (dir: string): Promise<string> {
+  const c = await testCerts()
+  const d = join(dir, 'skopeo-certs')
+  mkdirSync(d, { recursive: true })
+  copyFileSync(c.caCert, join(d, 'ca.crt'))
+  return d
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+
+/**
+ * A gzipped one-file ustar archive (the usual layer format) of `size` random bytes, streamed to disk.
+ * Compressed, because skopeo would gzip an uncompressed layer on push and change its digest.
+ */
+async function tarLayer (path: string, name: string, size: number): Promise<{ digest: string, diffId: string, size: number }> {
+  const header = Buffer.alloc(512)
+  header.write(name, 0)
+  header.write('0000644\0', 100)
+  header.write('0000000\0', 108)
+  header.write('0000000\0', 116)
+  header.write(size.toString(8).padStart(11, '0') + '\0', 124)
+  header.write('00000000000\0', 136)
+  header.write('        ', 148)
+  header.write('0', 156)
+  header.write('ustar\0' + '00', 257)
+  let sum = 0
+  for (const b of header) sum += b
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148)
+  const diff = createHash('sha256')
+  const digest = createHash('sha256')
+  let compressed = 0
+  const gzip = createGzip({ level: 1 })
+  const out = createWriteStream(path)
+  gzip.on('data', (c: Buffer) => { digest.update(c); compressed += c.length })
+  gzip.pipe(out)
+  const put = async (b: Buffer) => { diff.update(b); if (!gzip.write(b)) await once(gzip, 'drain') }
+  await put(header)
+  for (let left = size; left > 0;) {
+    const n = Math.min(left, 1 << 20)
+    await put(randomBytes(n))
+    left -= n
+  }
+  await put(Buffer.alloc((512 - (size % 512)) % 512 + 1024)) // pad to a block, then two zero blocks
+  gzip.end()
+  await once(out, 'finish')
+  return { digest: `sha256:${digest.digest('hex')}`, diffId: `sha256:${diff.digest('hex')}`, size: compressed }
+}
+
+export interface Layout { dir: string, manifestDigest: string, layers: string[], layerSizes: number[], config: string }
+
+/** An OCI image layout at `dir` with tag `tag` and one layer per entry of `sizes` (bytes of payload). */
+export async function ociLayout (dir: string, tag: string, sizes: number[]): Promise<Layout> {
+  const blobs = join(dir, 'blobs', 'sha256')
+  mkdirSync(blobs, { recursive: true })
+  const layers: Array<{ digest: string, diffId: string, size: number }> = []
+  for (const [i, size] of sizes.entries()) {
+    const tmp = join(dir, `layer-${i}.tar`)
+    const l = await tarLayer(tmp, `file-${i}.bin`, size)
+    const { renameSync } = await import('node:fs')
+    renameSync(tmp, join(blobs, l.digest.slice(7)))
+    layers.push(l)
+  }
+  const config = Buffer.from(JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    config: {},
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) }
+  }))
+  writeFileSync(join(blobs, sha256(config)), config)
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha256(config)}`, size: config.length },
+    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: l.digest, size: l.size }))
+  }))
+  writeFileSync(join(blobs, sha256(manifest)), manifest)
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }))
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({
+    schemaVersion: 2,
+    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${sha256(manifest)}`, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }]
+  }))
+  return { dir, manifestDigest: `sha256:${sha256(manifest)}`, layers: layers.map((l) => l.digest), layerSizes: layers.map((l) => l.size), config: `sha256:${sha256(config)}` }
+}
+
+export function skopeo (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  requireTool('skopeo', 'skopeo')
+  return new Promise((resolve) => {
+    const child = spawn('skopeo', ['--insecure-policy', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (c) => { stdout += c })
+    child.stderr.on('data', (c) => { stderr += c })
+    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+export { sha256 }
