@@ -80,6 +80,9 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   hasBody: boolean
   controller: Dispatcher.DispatchController | null = null
   onDrain: (() => void) | null = null
+  /** Bytes moved on either connection at the last idle sweep, and when that number last changed. */
+  moved = -1
+  movedAt = 0
 
   constructor (request: FastifyRequest, res: ServerResponse, upstream: Upstream, hasBody: boolean) {
     this.request = request
@@ -100,6 +103,19 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     res.writeHead(statusCode, clientResponseHeaders(headers))
     this.onDrain = () => controller.resume()
     res.on('drain', this.onDrain)
+  }
+
+  /** Total bytes moved so far, client side (either way) and upstream side (response body). */
+  activity (): number {
+    const socket = this.request.raw.socket
+    return (socket === null ? 0 : socket.bytesRead + socket.bytesWritten) + this.request.bodyBytesSent
+  }
+
+  /** Ends the transfer (504 before the response started, an abrupt close after). */
+  expire (): void {
+    const err = new UpstreamTimeoutError()
+    if (this.controller !== null) this.controller.abort(err)
+    else this.onResponseError(null, err)
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -131,7 +147,39 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   }
 }
 
-function forward (fastify: FastifyInstance, proto: string, limit: number, request: FastifyRequest, reply: FastifyReply): void {
+/**
+ * nginx's proxy_read/send_timeout and send_timeout as one rule: a transfer ends when no byte has moved
+ * either way, on either connection, for `idle` ms. One sweep for all requests, not a timer each; undici's
+ * own headers/body timeouts (same value) do not see a client that stopped sending or reading.
+ */
+class IdleSweeper {
+  active = new Set<ProxyHandler>()
+  idle: number
+  timer: NodeJS.Timeout
+
+  constructor (idle: number) {
+    this.idle = idle
+    this.timer = setInterval(() => { this.sweep() }, Math.max(10, Math.min(1000, Math.floor(idle / 4)))).unref()
+  }
+
+  sweep (): void {
+    const now = Date.now()
+    for (const h of this.active) {
+      const moved = h.activity()
+      if (moved !== h.moved) {
+        h.moved = moved
+        h.movedAt = now
+      } else if (now - h.movedAt >= this.idle) {
+        this.active.delete(h)
+        h.expire()
+      }
+    }
+  }
+
+  close (): void { clearInterval(this.timer) }
+}
+
+function forward (fastify: FastifyInstance, proto: string, limit: number, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply): void {
   reply.hijack()
   const req = request.raw
   const res = reply.raw
@@ -140,7 +188,10 @@ function forward (fastify: FastifyInstance, proto: string, limit: number, reques
   request.upstreamAddress = upstream.address
   if (body !== null && req.headers.expect !== undefined) res.writeContinue()
   const handler = new ProxyHandler(request, res, upstream, body !== null)
+  handler.movedAt = Date.now()
+  sweeper.active.add(handler)
   res.once('close', () => {
+    sweeper.active.delete(handler)
     if (!res.writableFinished) handler.controller?.abort(new Error('client closed the connection'))
   })
   upstream.dispatcher.dispatch({
@@ -157,6 +208,8 @@ function forward (fastify: FastifyInstance, proto: string, limit: number, reques
 export default fp(async function proxy (fastify) {
   const proto = fastify.berthConfig.tls ? 'https' : 'http'
   const limit = fastify.berthConfig.limits.maxBodySize
+  const sweeper = new IdleSweeper(fastify.berthConfig.upstream.timeouts.idle)
+  fastify.addHook('onClose', async () => { sweeper.close() })
   await fastify.register(async function routes (instance) {
     // Every body passes through untouched: drop Fastify's buffering JSON and text parsers first.
     instance.removeAllContentTypeParsers()
@@ -164,7 +217,7 @@ export default fp(async function proxy (fastify) {
     instance.route({
       method: METHODS,
       url: '/*',
-      handler: (request, reply) => { forward(fastify, proto, limit, request, reply) }
+      handler: (request, reply) => { forward(fastify, proto, limit, sweeper, request, reply) }
     })
   })
 }, { name: 'berth-proxy', fastify: '5.x', dependencies: ['berth-upstream-pool', 'berth-body-limit', 'berth-request-target'] })

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { BerthConfig } from './config/schema.js'
 import type { Logs } from './logging.js'
 import { serverTlsOptions } from './tls.js'
-import { API_VERSION, API_VERSION_HEADER, BadRequestError, NotFoundError, registryErrorBody, type RegistryErrorShape } from './errors.js'
+import { API_VERSION, API_VERSION_HEADER, BadRequestError, NotFoundError, ShuttingDownError, registryErrorBody, type RegistryErrorShape } from './errors.js'
 import tlsListener from '../plugins/tls-listener.js'
 import requestTarget from '../plugins/request-target.js'
 import accessLog from '../plugins/access-log.js'
@@ -33,11 +33,12 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     // The access log plugin writes one line per request; Fastify's own per-request lines would double it.
     logController: new LogController({ disableRequestLogging: true }),
     ...(https ? { https } : {}),
-    // Idle timeouts only: a 2 GB layer over a slow link must not hit a whole-request deadline.
-    connectionTimeout: config.upstream.timeouts.idle,
+    // No whole-request deadline: a 2 GB layer over a slow link must not hit one. The proxy ends a
+    // transfer only after `upstream.timeouts.idle` without a byte moving.
     requestTimeout: 0,
     keepAliveTimeout: 75_000,
-    return503OnClosing: true,
+    // berth answers requests that arrive while closing itself, with a registry-shaped 503 (below).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     frameworkErrors (err, _request, reply) {
       sendError(new BadRequestError(err.message), reply)
@@ -55,6 +56,14 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     sendError(err, reply)
   })
   app.setNotFoundHandler((_request, reply) => { sendError(new NotFoundError(), reply) })
+
+  let closing = false
+  app.addHook('preClose', (done) => { closing = true; done() })
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!closing) { done(); return }
+    reply.header('connection', 'close')
+    done(new ShuttingDownError())
+  })
 
   await app.register(tlsListener)
   await app.register(accessLog, { logs: opts.logs }) // first, so that refused requests are logged too

@@ -21,6 +21,7 @@ export const BadRequestError = family('BERTH_ERR_BAD_REQUEST', 'bad request: %s'
 export const BodyTooLargeError = family('BERTH_ERR_BODY_TOO_LARGE', 'request body exceeds the limit of %s', 413, 'SIZE_INVALID')
 export const UpstreamUnavailableError = family('BERTH_ERR_UPSTREAM_UNAVAILABLE', 'upstream registry unavailable', 502, 'UNAVAILABLE')
 export const UpstreamTimeoutError = family('BERTH_ERR_UPSTREAM_TIMEOUT', 'upstream registry timed out', 504, 'UNAVAILABLE')
+export const ShuttingDownError = family('BERTH_ERR_SHUTTING_DOWN', 'berth is shutting down; retry', 503, 'UNAVAILABLE')
 export const InternalError = family('BERTH_ERR_INTERNAL', 'internal error', 500, 'UNKNOWN')
 export const NotFoundError = family('BERTH_ERR_NOT_FOUND', 'not found', 404, 'UNSUPPORTED')
 

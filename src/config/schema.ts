@@ -60,7 +60,7 @@ export const ConfigSchema = Type.Object({
     }, 'TLS toward https:// upstreams.'),
     timeouts: Section({
       connect: Duration('5s', 'Time to open a connection to an upstream (nginx `proxy_connect_timeout`).'),
-      idle: Duration('900s', 'No byte either way for this long ends a transfer (nginx `proxy_read_timeout` / `proxy_send_timeout` / `send_timeout`).')
+      idle: Duration('900s', 'A transfer ends when no byte has moved either way, on the client or the upstream connection, for this long (nginx `proxy_read_timeout`, `proxy_send_timeout`, `send_timeout`, `client_body_timeout`). A slow answer to a final PUT is fine within it.')
     }, 'Upstream timeouts. There is no whole-request deadline.')
   }, 'Upstream registries.', true),
   limits: Section({

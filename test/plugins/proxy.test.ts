@@ -5,7 +5,8 @@ import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
-import { startBerth, startUpstream, request, registryError, tempDir, waitFor } from '../helper.js'
+import { startBerth, startUpstream, request, registryError, tempDir, testCerts, waitFor } from '../helper.js'
+import tls from 'node:tls'
 import { makeCerts } from '../../src/certs.js'
 
 function deferred<T = void> () {
@@ -177,6 +178,7 @@ test('a chunked body that passes the limit: upstream request destroyed at once, 
   await once(res, 'end')
   req.destroy()
   assert.equal(res.statusCode, 413)
+  assert.equal(res.headers.connection, 'close')
   assert.equal(registryError(Buffer.concat(chunks)).code, 'SIZE_INVALID')
   assert.equal(await Promise.race([upstreamOutcome.promise, bomb(3000, 'upstream outcome')]), 'destroyed')
   assert.ok(upstreamBytes <= 256 * 1024, `upstream saw ${upstreamBytes} bytes`)
@@ -304,4 +306,93 @@ test('no Authorization value reaches the access or error log', async (t) => {
   assert.match(logs, /upstream request failed/)
   assert.doesNotMatch(logs, new RegExp(token))
   assert.doesNotMatch(logs, /s3cret/)
+})
+
+test('only the idle timeout ends a transfer: a slow body longer than it succeeds, a silence longer than it fails', async (t) => {
+  const up = await startUpstream((req, res) => {
+    if (req.url?.includes('slow-headers')) { setTimeout(() => res.end('late'), 1500); return }
+    res.writeHead(200, { 'content-length': 10 })
+    let i = 0
+    const tick = setInterval(() => { res.write('x'); if (++i === 10) { clearInterval(tick); res.end() } }, 150)
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], '', { upstreamTls: `{ ca: ${(await testCerts()).caCert} }\n  timeouts: { idle: 500ms }` })
+  const slow = await request(berth, '/v2/a/blobs/sha256:slow')
+  assert.equal(slow.status, 200)
+  assert.equal(slow.body.toString(), 'x'.repeat(10)) // 1.5 s in all, three times the idle timeout
+  const silent = await request(berth, '/v2/a/blobs/sha256:slow-headers')
+  assert.equal(silent.status, 504)
+  assert.equal(registryError(silent.body).code, 'UNAVAILABLE')
+})
+
+test('requests that arrive on an open connection while berth closes get a registry-shaped 503 and Connection: close', async (t) => {
+  const up = await startUpstream((req, res) => { req.resume(); req.on('end', () => res.end('done')) })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  const socket = tls.connect({ host: '127.0.0.1', port: berth.port, ca: berth.ca, servername: 'localhost' })
+  await once(socket, 'secureConnect')
+  let raw = ''
+  socket.on('data', (c: Buffer) => { raw += c.toString() })
+  // An upload in flight on this connection when close() is called; then a second request behind it.
+  socket.write('PATCH /v2/a/blobs/uploads/u HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nhello')
+  await waitFor(() => up.seen.length === 1, 5000, 'upload at the upstream')
+  const closing = berth.app.close()
+  socket.write('world' + 'GET /v2/ HTTP/1.1\r\nHost: localhost\r\n\r\n')
+  await Promise.race([once(socket, 'close'), bomb(5000, 'connection close')])
+  await closing
+  const [first, second] = raw.split(/(?=HTTP\/1\.1 )/)
+  assert.match(first, /^HTTP\/1\.1 200 /)
+  assert.match(first, /done$/)
+  assert.match(second, /^HTTP\/1\.1 503 /)
+  assert.match(second, /connection: close/i)
+  assert.match(second, /docker-distribution-api-version: registry\/2\.0/i)
+  assert.equal(registryError(Buffer.from(second.slice(second.indexOf('\r\n\r\n') + 4))).code, 'UNAVAILABLE')
+  assert.equal(up.seen.length, 1)
+})
+
+test('a client that stops reading a download is cut off after the idle timeout, and so is its upstream request', async (t) => {
+  const upstreamClosed = deferred()
+  const up = await startUpstream((req, res) => {
+    res.writeHead(200, { 'content-length': 200 * 1024 * 1024 })
+    const chunk = Buffer.alloc(1 << 20)
+    const pump = () => { while (res.write(chunk)); }
+    res.on('drain', pump)
+    res.on('close', () => upstreamClosed.resolve())
+    pump()
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], '', { upstreamTls: `{ ca: ${(await testCerts()).caCert} }\n  timeouts: { idle: 500ms }` })
+  const req = https.get(`${berth.url}/v2/a/blobs/sha256:big`, { ca: berth.ca, servername: 'localhost', agent: false })
+  req.on('error', () => {})
+  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
+  res.on('error', () => {})
+  res.pause() // stop reading: buffers fill, then nothing moves
+  await Promise.race([upstreamClosed.promise, bomb(5000, 'upstream request closed after the idle timeout')])
+  // A paused socket does not see the close; reading again finds the response cut short.
+  res.resume()
+  await Promise.race([new Promise((resolve) => res.on('close', resolve)), bomb(5000, 'client connection closed')])
+  assert.equal(res.complete, false)
+})
+
+test('an upload that stops moving is ended after the idle timeout: upstream request destroyed, client told', async (t) => {
+  const upstreamOutcome = deferred<string>()
+  const up = await startUpstream((req, res) => {
+    req.on('end', () => { upstreamOutcome.resolve('clean end'); res.end() })
+    req.on('close', () => { if (!req.complete) upstreamOutcome.resolve('destroyed') })
+    req.resume()
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], '', { upstreamTls: `{ ca: ${(await testCerts()).caCert} }\n  timeouts: { idle: 500ms }` })
+  const req = https.request(`${berth.url}/v2/a/blobs/uploads/u`, { method: 'PATCH', ca: berth.ca, servername: 'localhost', agent: false, headers: { 'content-length': 1000 } })
+  req.on('error', () => {})
+  req.write(Buffer.alloc(10)) // and nothing more
+  const [res] = await Promise.race([once(req, 'response'), bomb(5000, 'response')]) as [import('node:http').IncomingMessage]
+  let text = ''
+  res.on('data', (c: Buffer) => { text += c.toString() })
+  await once(res, 'end')
+  req.destroy()
+  assert.equal(res.statusCode, 504)
+  assert.equal(res.headers.connection, 'close')
+  assert.equal(registryError(Buffer.from(text)).code, 'UNAVAILABLE')
+  assert.equal(await Promise.race([upstreamOutcome.promise, bomb(3000, 'upstream outcome')]), 'destroyed')
 })
