@@ -100,7 +100,14 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     const res = this.res
     if (res.destroyed) return
-    res.writeHead(statusCode, clientResponseHeaders(headers))
+    try {
+      res.writeHead(statusCode, clientResponseHeaders(headers))
+    } catch (err) {
+      // A header value Node refuses to send (it validates what undici's parser let through): 502.
+      res.removeHeader('content-length')
+      controller.abort(new UpstreamUnavailableError({ cause: err }))
+      return
+    }
     this.onDrain = () => controller.resume()
     res.on('drain', this.onDrain)
   }
