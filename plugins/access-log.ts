@@ -16,10 +16,14 @@ export function timeLocal (d: Date): string {
     `${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`
 }
 
-/** nginx escapes `"`, `\` and control bytes in logged variables as \xHH. */
+/** nginx escapes `"`, `\\`, control bytes and every byte >= 0x7f of logged variables as \\xHH. */
 function esc (v: string | undefined): string {
   if (v === undefined || v === '') return '-'
-  return v.replace(/["\\\x00-\x1f\x7f-\xff]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'))
+  return v.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/gu, (c) => {
+    let out = ''
+    for (const b of Buffer.from(c, 'utf8')) out += '\\x' + b.toString(16).toUpperCase().padStart(2, '0')
+    return out
+  })
 }
 
 export interface AccessEntry {

@@ -3,12 +3,21 @@
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RegistryAction } from '../src/index.js'
-import { BadRequestTargetError } from '../src/errors.js'
+import { BadRequestTargetError, NameInvalidError } from '../src/errors.js'
 
 // distribution's reference grammar: path components of lower-case alphanumerics joined by separators.
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
 const NAME = `${COMPONENT}(?:/${COMPONENT})*`
 const REPO_ROUTE = new RegExp(`^/v2/(${NAME})/(manifests|blobs|tags|referrers)/(.*)$`)
+const REPO_INTENDED = /^\/v2\/.+\/(manifests|blobs|tags|referrers)\//
+
+/**
+ * The one canonical form berth checks and forwards: segments of the characters registry paths use
+ * (names, tags, digests, upload ids), none starting with a dot (so no `.` or `..`), no empty segment
+ * except a trailing slash, and no percent-encoding at all (`%2F`, `%2e`, `%252e`, overlong UTF-8), no
+ * backslash, no `;`. Anything else could be read differently by berth and by the registry.
+ */
+const CANONICAL_PATH = /^(?:\/[A-Za-z0-9_:+=-][A-Za-z0-9._:+=-]*)*\/?$/
 
 export function parseRegistryPath (path: string): RegistryAction {
   if (path === '/v2/' || path === '/v2') return { kind: 'base', repository: null, reference: null }
@@ -33,7 +42,17 @@ export function registryActionHook (request: FastifyRequest, reply: FastifyReply
     return
   }
   const q = url.indexOf('?')
-  request.registryAction = parseRegistryPath(q === -1 ? url : url.slice(0, q))
+  const path = q === -1 ? url : url.slice(0, q)
+  if (!CANONICAL_PATH.test(path)) {
+    done(new BadRequestTargetError('the path must not hold encoded characters, dot or empty segments'))
+    return
+  }
+  const action = parseRegistryPath(path)
+  if ((action.kind === 'other' && REPO_INTENDED.test(path)) || (action.repository !== null && action.repository.length > 255)) {
+    done(new NameInvalidError())
+    return
+  }
+  request.registryAction = action
   done()
 }
 

@@ -9,6 +9,8 @@ import tlsListener from '../plugins/tls-listener.js'
 import requestTarget from '../plugins/request-target.js'
 import accessLog from '../plugins/access-log.js'
 import bodyLimit from '../plugins/body-limit.js'
+import auth from '../plugins/auth.js'
+import access from '../plugins/access.js'
 import upstreamPool from '../plugins/upstream-pool.js'
 import proxy from '../plugins/proxy.js'
 
@@ -18,6 +20,11 @@ export interface AppOptions {
 
 function sendError (err: RegistryErrorShape, reply: import('fastify').FastifyReply): void {
   const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
+  // A refused upload's body was never read: close rather than let Node drain hundreds of megabytes.
+  const req = reply.request.raw
+  if (!req.complete && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')) {
+    reply.header('connection', 'close')
+  }
   // Fastify's own 4xx errors (bad content type, bad URL) keep their status and say what was wrong.
   if (err.registryCode === undefined && status < 500) err.registryCode = 'UNSUPPORTED'
   reply.code(status)
@@ -69,6 +76,10 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   await app.register(accessLog, { logs: opts.logs }) // first, so that refused requests are logged too
   await app.register(requestTarget)
   await app.register(bodyLimit)
+  if (config.auth) {
+    await app.register(auth)
+    await app.register(access)
+  }
   await app.register(upstreamPool)
   await app.register(proxy)
   return app

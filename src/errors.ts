@@ -22,6 +22,10 @@ export const BodyTooLargeError = family('BERTH_ERR_BODY_TOO_LARGE', 'request bod
 export const UpstreamUnavailableError = family('BERTH_ERR_UPSTREAM_UNAVAILABLE', 'upstream registry unavailable', 502, 'UNAVAILABLE')
 export const UpstreamTimeoutError = family('BERTH_ERR_UPSTREAM_TIMEOUT', 'upstream registry timed out', 504, 'UNAVAILABLE')
 export const ShuttingDownError = family('BERTH_ERR_SHUTTING_DOWN', 'berth is shutting down; retry', 503, 'UNAVAILABLE')
+export const UnauthorizedError = family('BERTH_ERR_UNAUTHORIZED', 'authentication required', 401, 'UNAUTHORIZED')
+export const DeniedError = family('BERTH_ERR_DENIED', 'requested access to the resource is denied', 403, 'DENIED')
+export const TooManyFailuresError = family('BERTH_ERR_THROTTLED', 'too many failed login attempts from this address; retry later', 429, 'TOOMANYREQUESTS')
+export const NameInvalidError = family('BERTH_ERR_NAME_INVALID', 'invalid repository name', 400, 'NAME_INVALID')
 export const InternalError = family('BERTH_ERR_INTERNAL', 'internal error', 500, 'UNKNOWN')
 export const NotFoundError = family('BERTH_ERR_NOT_FOUND', 'not found', 404, 'UNSUPPORTED')
 

@@ -8,6 +8,7 @@ import { Value } from '@sinclair/typebox/value'
 import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclair/typebox/errors'
 import { ConfigSchema, type BerthConfig } from './schema.js'
 import { ConfigError } from '../errors.js'
+import { parseHtpasswd } from '../auth/htpasswd.js'
 
 SetErrorFunction((param) => {
   const expected = (param.schema as { expected?: string }).expected
@@ -85,6 +86,14 @@ function fileProblems (config: BerthConfig): string[] {
       try { new X509Certificate(ca) } catch { problems.push(`upstream.tls.ca: ${config.upstream.tls.ca} is not a PEM certificate`) } // eslint-disable-line no-new
     }
   }
+  if (config.auth) {
+    const text = read('auth.htpasswd', config.auth.htpasswd)
+    if (text) {
+      const { users, problems: lines } = parseHtpasswd(text.toString('utf8'), config.auth.htpasswd)
+      for (const p of lines) problems.push(`auth.htpasswd: ${p}`)
+      if (lines.length === 0 && users.size === 0) problems.push(`auth.htpasswd: ${config.auth.htpasswd} has no users (add one with berth passwd)`)
+    }
+  }
   config.upstream.servers.forEach((s, i) => {
     const why = checkUpstreamUrl(s.url)
     if (why) problems.push(`upstream.servers[${i}].url: ${why}, got ${show(s.url)}`)
@@ -92,7 +101,22 @@ function fileProblems (config: BerthConfig): string[] {
   return problems
 }
 
+/** Cross-references the schema cannot express. */
+function ruleProblems (config: BerthConfig): string[] {
+  const problems: string[] = []
+  const auth = config.auth
+  if (!auth) return problems
+  auth.access?.forEach((rule, i) => {
+    if ((rule.users?.length ?? 0) + (rule.groups?.length ?? 0) === 0) problems.push(`auth.access[${i}]: expected users or groups (for clients without credentials use auth.anonymous)`)
+    for (const g of rule.groups ?? []) {
+      if (!Object.hasOwn(auth.groups, g)) problems.push(`auth.access[${i}].groups: unknown group ${show(g)} (define it under auth.groups)`)
+    }
+  })
+  return problems
+}
+
 function resolvePaths (config: BerthConfig, dir: string): void {
+  if (config.auth) config.auth.htpasswd = resolve(dir, config.auth.htpasswd)
   if (config.tls) {
     config.tls.cert = resolve(dir, config.tls.cert)
     config.tls.key = resolve(dir, config.tls.key)
@@ -122,6 +146,8 @@ export function parseConfig (text: string, file: string): BerthConfig {
   const problems = schemaProblems(withDefaults)
   if (problems.length > 0) throw new ConfigError(file, problems)
   const config = Value.Decode(ConfigSchema, withDefaults) as BerthConfig
+  const rules = ruleProblems(config)
+  if (rules.length > 0) throw new ConfigError(file, rules)
   Object.defineProperty(config, 'file', { value: file, enumerable: false })
   resolvePaths(config, dirname(file))
   return config

@@ -36,6 +36,12 @@ export const DEFAULT_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305'
 ].join(':')
 
+const Action = Type.Union(['pull', 'push', 'delete', 'catalog'].map((a) => Type.Literal(a)), { expected: 'one of pull, push, delete, catalog' })
+const Actions = Type.Array(Action, { minItems: 1, description: 'Actions allowed: `pull` (GET/HEAD), `push` (POST/PUT/PATCH), `delete` (DELETE), `catalog` (/v2/_catalog).', expected: 'a list of pull, push, delete, catalog' })
+const Repositories = Type.Array(Type.String({ pattern: '^[a-z0-9._/*?-]+$', expected: 'a repository glob like team-a/** (lower-case letters, digits, . _ - / and the wildcards * ** ?)' }),
+  { minItems: 1, description: 'Repository globs: `*` within one path segment, `**` across segments, `?` one character.', expected: 'a list of repository globs' })
+const Names = (what: string) => Type.Array(Type.String({ minLength: 1 }), { description: what, expected: 'a list of names' })
+
 export const ConfigSchema = Type.Object({
   listen: Section({
     host: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Address to listen on (nginx `listen`).' }),
@@ -63,6 +69,24 @@ export const ConfigSchema = Type.Object({
       idle: Duration('900s', 'A transfer ends when no byte has moved either way, on the client or the upstream connection, for this long (nginx `proxy_read_timeout`, `proxy_send_timeout`, `send_timeout`, `client_body_timeout`). A slow answer to a final PUT is fine within it.')
     }, 'Upstream timeouts. There is no whole-request deadline.')
   }, 'Upstream registries.', true),
+  auth: Type.Optional(Section({
+    realm: Type.String({ default: 'Registry', pattern: '^[^"\\\\\\x00-\\x1f\\x7f]*$', description: 'The realm of the Basic challenge (nginx `auth_basic`).', expected: 'text without quotes, backslashes or control characters' }),
+    htpasswd: FilePath('Apache htpasswd file (nginx `auth_basic_user_file`): apr1, bcrypt, SHA-1, SHA-256/512-crypt. Watched: changes apply within 2 s.'),
+    groups: Type.Record(Type.String(), Names('Members.'), { default: {}, description: 'Named groups of users, for `access` rules.', expected: 'a map of group name to a list of user names' }),
+    access: Type.Optional(Type.Array(Type.Object({
+      users: Type.Optional(Names('Users the rule applies to.')),
+      groups: Type.Optional(Names('Groups the rule applies to.')),
+      repositories: Repositories,
+      actions: Actions
+    }, { additionalProperties: false }), { description: 'Who may do what where; a request is allowed when any rule allows it. Absent: every authenticated user may do everything (as nginx).', expected: 'a list of { users, groups, repositories, actions }' })),
+    anonymous: Type.Optional(Type.Object({ repositories: Repositories, actions: Actions }, { additionalProperties: false, description: 'What clients without credentials may do (e.g. pull `public/**`). `GET /v2/` always needs credentials, so `docker login` checks them.' })),
+    cacheSize: Type.Integer({ default: 10_000, minimum: 0, description: 'Verified credentials remembered (keyed by an HMAC of user and password, never the password); 0 = no cache.', expected: 'a whole number >= 0' }),
+    throttle: Section({
+      failures: Type.Integer({ default: 10, minimum: 1, description: 'Failed logins from one client address within `window` that trigger a block.', expected: 'a whole number >= 1' }),
+      window: Duration('1m', 'Window in which failures are counted.'),
+      block: Duration('5m', 'How long a blocked address gets 429, without any password check.')
+    }, 'Brute-force throttling per client address.')
+  }, 'HTTP Basic authentication and per-repository access. Omit it for an open proxy (as nginx without `auth_basic`).', true)),
   limits: Section({
     maxBodySize: Size('300m', 'Largest request body (nginx `client_max_body_size`); 0 = no limit.')
   }, 'Request limits.'),

@@ -1,0 +1,57 @@
+// What the requester may do: the registry action (from plugins/request-target.ts) checked against the
+// access rules. 401 with a challenge for anonymous clients, 403 DENIED for users without the right.
+import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
+import { AccessPolicy, type Action } from '../src/auth/access.js'
+import { DeniedError, NameInvalidError } from '../src/errors.js'
+import { challenge } from './auth.js'
+
+const NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/
+
+function methodAction (method: string): Action {
+  switch (method) {
+    case 'POST': case 'PUT': case 'PATCH': return 'push'
+    case 'DELETE': return 'delete'
+    default: return 'pull' // GET, HEAD, OPTIONS
+  }
+}
+
+/** Cross-repository mounts (`POST …/blobs/uploads/?mount=…&from=<other>`) read from `<other>`. */
+function mountSources (request: FastifyRequest): string[] {
+  const url = request.raw.url ?? ''
+  const q = url.indexOf('?')
+  if (q === -1 || request.raw.method !== 'POST') return []
+  const params = new URLSearchParams(url.slice(q + 1))
+  return params.has('mount') ? params.getAll('from') : []
+}
+
+export default fp(async function access (fastify) {
+  const cfg = fastify.berthConfig.auth
+  if (!cfg) throw new Error('berth-access registered without an auth section')
+  const policy = new AccessPolicy(cfg)
+  const challengeValue = fastify.authState.challenge
+
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const action = request.registryAction
+    const user = request.user?.name ?? null
+    const refuse = () => done(user === null ? challenge(reply, challengeValue) : new DeniedError())
+    if (action === null || action.kind === 'base' || action.kind === 'other') {
+      // GET /v2/ is what `docker login` checks: open to every authenticated user, never anonymous.
+      if (user === null) { refuse(); return }
+      done()
+      return
+    }
+    if (action.kind === 'catalog') {
+      if (policy.allows(user, 'catalog', null)) done()
+      else refuse()
+      return
+    }
+    const repository = action.repository as string
+    if (!policy.allows(user, methodAction(request.raw.method ?? 'GET'), repository)) { refuse(); return }
+    for (const from of mountSources(request)) {
+      if (!NAME.test(from)) { done(new NameInvalidError()); return }
+      if (!policy.allows(user, 'pull', from)) { refuse(); return }
+    }
+    done()
+  })
+}, { name: 'berth-access', fastify: '5.x', dependencies: ['berth-auth', 'berth-request-target'] })

@@ -1,0 +1,71 @@
+// Who is asking: HTTP Basic credentials checked against the htpasswd file (nginx auth_basic), with a
+// credential cache, brute-force throttling and a watched file. What they may do is plugins/access.ts.
+//
+// @fastify/basic-auth parses the header (RFC 7617: scheme, token68, control characters, user:pass) and
+// calls `validate`; berth wraps it because it sends no challenge unless `authenticate` is set, adds
+// `charset` to the challenge when decoding UTF-8, does not escape the realm, and has no cache,
+// throttling, htpasswd parsing or anonymous access.
+import fp from 'fastify-plugin'
+import basicAuth from '@fastify/basic-auth'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { UserStore } from '../src/auth/users.js'
+import { Throttle } from '../src/auth/throttle.js'
+import { TooManyFailuresError, UnauthorizedError, type RegistryErrorShape } from '../src/errors.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The htpasswd users and the throttle (read-only for plugins; status and metrics read them). */
+    authState: { users: UserStore, throttle: Throttle, challenge: string }
+  }
+}
+
+export function clientAddress (request: FastifyRequest): string {
+  const a = request.raw.socket.remoteAddress ?? ''
+  return a.startsWith('::ffff:') ? a.slice(7) : a
+}
+
+/** The 401 every unauthenticated refusal carries, so `docker login` knows to send credentials. */
+export function challenge (reply: FastifyReply, value: string): Error {
+  reply.header('www-authenticate', value)
+  return new UnauthorizedError()
+}
+
+export default fp(async function auth (fastify) {
+  const cfg = fastify.berthConfig.auth
+  if (!cfg) throw new Error('berth-auth registered without an auth section')
+  const users = await UserStore.open(cfg.htpasswd, cfg.cacheSize)
+  users.watch(fastify.log)
+  const throttle = new Throttle(cfg.throttle)
+  const challengeValue = `Basic realm="${cfg.realm}"`
+  fastify.decorate('authState', { users, throttle, challenge: challengeValue })
+  fastify.addHook('onClose', async () => { users.close() })
+
+  await fastify.register(basicAuth, {
+    strictCredentials: false,
+    utf8: true,
+    authenticate: false,
+    async validate (username, password, req) {
+      const user = await users.verify(username, password)
+      if (user === null) throw new UnauthorizedError()
+      req.user = { name: user }
+    }
+  })
+
+  fastify.addHook('onRequest', (request, reply, done) => {
+    // No credentials: anonymous. plugins/access.ts decides, and challenges when it must.
+    if (request.headers.authorization === undefined) { done(); return }
+    const address = clientAddress(request)
+    const wait = throttle.blockedFor(address)
+    if (wait > 0) {
+      reply.header('retry-after', String(Math.ceil(wait / 1000)))
+      done(new TooManyFailuresError())
+      return
+    }
+    fastify.basicAuth(request, reply, (err?: Error) => {
+      if (err === undefined || err === null) { done(); return }
+      if (throttle.fail(address)) request.log.warn({ client: address, blockMs: throttle.block }, 'too many failed logins: address blocked')
+      // A malformed header (not base64, no colon, another scheme) gets the same 401 as a wrong password.
+      done((err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? (reply.header('www-authenticate', challengeValue), err) : challenge(reply, challengeValue))
+    })
+  })
+}, { name: 'berth-auth', fastify: '5.x', dependencies: ['berth-request-target'] })

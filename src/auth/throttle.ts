@@ -1,0 +1,54 @@
+// Brute-force throttling per client address: `failures` failed logins inside `window` block the address
+// for `block`. A blocked address is answered before any password is hashed.
+
+interface Record { count: number, windowStart: number, blockedUntil: number }
+
+export class Throttle {
+  readonly failures: number
+  readonly window: number
+  readonly block: number
+  #byAddress = new Map<string, Record>()
+
+  constructor (opts: { failures: number, window: number, block: number }) {
+    this.failures = opts.failures
+    this.window = opts.window
+    this.block = opts.block
+  }
+
+  /** Milliseconds the address stays blocked (0 = not blocked). */
+  blockedFor (address: string, now = Date.now()): number {
+    const r = this.#byAddress.get(address)
+    return r === undefined || r.blockedUntil <= now ? 0 : r.blockedUntil - now
+  }
+
+  /** Counts one failure; true when this failure blocked the address. */
+  fail (address: string, now = Date.now()): boolean {
+    let r = this.#byAddress.get(address)
+    if (r === undefined || now - r.windowStart >= this.window) {
+      if (this.#byAddress.size >= 100_000) this.#prune(now)
+      r = { count: 0, windowStart: now, blockedUntil: r?.blockedUntil ?? 0 }
+      this.#byAddress.set(address, r)
+    }
+    r.count++
+    if (r.count >= this.failures && r.blockedUntil <= now) {
+      r.blockedUntil = now + this.block
+      r.count = 0
+      r.windowStart = now
+      return true
+    }
+    return false
+  }
+
+  /** Addresses blocked right now (for the status page and metrics). */
+  blocked (now = Date.now()): number {
+    let n = 0
+    for (const r of this.#byAddress.values()) if (r.blockedUntil > now) n++
+    return n
+  }
+
+  #prune (now: number): void {
+    for (const [a, r] of this.#byAddress) {
+      if (r.blockedUntil <= now && now - r.windowStart >= this.window) this.#byAddress.delete(a)
+    }
+  }
+}

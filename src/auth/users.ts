@@ -1,0 +1,114 @@
+// The users of an htpasswd file: verification with a credential cache, and a watch that swaps in a
+// changed file (kept as it was when the new one is broken).
+import { createHmac, randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { watchFile, unwatchFile, type Stats } from 'node:fs'
+import type { FastifyBaseLogger } from 'fastify'
+import { parseHtpasswd, verifyHash, dummyEntry, type HtpasswdEntry } from './htpasswd.js'
+import { ConfigError } from '../errors.js'
+
+/**
+ * Verified credentials, keyed by an HMAC (per-process random key) of user and password: the password is
+ * never stored, and a bcrypt cost-12 user costs one hash per credential instead of one per request.
+ * Bounded, least recently used out first. Failures are never cached.
+ */
+export class CredentialCache {
+  #key = randomBytes(32)
+  #map = new Map<string, string>()
+  readonly max: number
+
+  constructor (max: number) { this.max = max }
+
+  keyOf (user: string, password: string): string {
+    return createHmac('sha256', this.#key).update(user).update('\0').update(password).digest('base64')
+  }
+
+  get (key: string): string | undefined {
+    const user = this.#map.get(key)
+    if (user !== undefined) { this.#map.delete(key); this.#map.set(key, user) }
+    return user
+  }
+
+  set (key: string, user: string): void {
+    if (this.max === 0) return
+    this.#map.delete(key)
+    this.#map.set(key, user)
+    if (this.#map.size > this.max) this.#map.delete(this.#map.keys().next().value as string)
+  }
+
+  clear (): void { this.#map.clear() }
+  get size (): number { return this.#map.size }
+}
+
+async function load (file: string): Promise<{ users: Map<string, HtpasswdEntry>, dummy: Pick<HtpasswdEntry, 'kind' | 'hash'> }> {
+  let text: string
+  try { text = await readFile(file, 'utf8') } catch (err) {
+    throw new ConfigError(file, [`cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+  }
+  const { users, problems } = parseHtpasswd(text, file)
+  if (problems.length > 0) throw new ConfigError(file, problems.map((p) => p.slice(file.length + 1).replace(/^(\d+):/, 'line $1:')))
+  return { users, dummy: await dummyEntry(users) }
+}
+
+export class UserStore {
+  readonly file: string
+  readonly cache: CredentialCache
+  #users: Map<string, HtpasswdEntry>
+  #dummy: Pick<HtpasswdEntry, 'kind' | 'hash'>
+  #listener: ((cur: Stats, prev: Stats) => void) | null = null
+  #generation = 0
+
+  private constructor (file: string, cacheSize: number, loaded: Awaited<ReturnType<typeof load>>) {
+    this.file = file
+    this.cache = new CredentialCache(cacheSize)
+    this.#users = loaded.users
+    this.#dummy = loaded.dummy
+  }
+
+  static async open (file: string, cacheSize: number): Promise<UserStore> {
+    return new UserStore(file, cacheSize, await load(file))
+  }
+
+  get size (): number { return this.#users.size }
+
+  /** The user's name when the password is right, else null. Unknown users cost a dummy verification. */
+  async verify (user: string, password: string): Promise<string | null> {
+    const key = this.cache.keyOf(user, password)
+    if (this.cache.get(key) !== undefined) return user
+    const generation = this.#generation
+    const entry = this.#users.get(user)
+    const ok = await verifyHash(entry ?? this.#dummy, password)
+    if (!ok || entry === undefined) return null
+    // A reload while hashing must not cache a credential of the old file.
+    if (generation === this.#generation) this.cache.set(key, user)
+    return user
+  }
+
+  async reload (): Promise<void> {
+    const loaded = await load(this.file)
+    this.#users = loaded.users
+    this.#dummy = loaded.dummy
+    this.#generation++
+    this.cache.clear()
+  }
+
+  /** Polls the file (a rename by an editor or `htpasswd` is seen too); a change applies within ~1 s. */
+  watch (log: FastifyBaseLogger, interval = 500): void {
+    if (this.#listener !== null) return
+    let running = Promise.resolve()
+    this.#listener = (cur: Stats, prev: Stats) => {
+      if (cur.nlink === 0 && cur.ino === 0) return // between unlink and rename: wait for the new file
+      if (cur.mtimeMs === prev.mtimeMs && cur.ino === prev.ino && cur.size === prev.size) return
+      running = running.then(() => this.reload()).then(
+        () => log.info({ file: this.file, users: this.#users.size }, 'htpasswd reloaded'),
+        (err: Error) => log.error({ file: this.file, problems: (err as ConfigError).problems ?? [err.message] }, 'htpasswd not reloaded; the previous users stay in force')
+      )
+    }
+    watchFile(this.file, { interval, persistent: false }, this.#listener)
+  }
+
+  close (): void {
+    if (this.#listener !== null) unwatchFile(this.file, this.#listener)
+    this.#listener = null
+  }
+}
