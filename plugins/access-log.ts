@@ -16,7 +16,7 @@ export function timeLocal (d: Date): string {
     `${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`
 }
 
-/** nginx escapes `"`, `\\`, control bytes and every byte >= 0x7f of logged variables as \\xHH. */
+/** nginx escapes `"`, backslash, control bytes and every byte >= 0x7f of logged variables as \xHH. */
 function esc (v: string | undefined): string {
   if (v === undefined || v === '') return '-'
   return v.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/gu, (c) => {
@@ -53,10 +53,10 @@ export function formatJson (e: AccessEntry): string {
   return JSON.stringify({ ...e, time: e.time.toISOString() }) + '\n'
 }
 
-function entry (request: FastifyRequest, start: number): AccessEntry {
+function entry (request: FastifyRequest, start: number, remoteAddr: string): AccessEntry {
   const raw = request.raw
   return {
-    remoteAddr: (raw.socket?.remoteAddress ?? '-').replace(/^::ffff:/, ''),
+    remoteAddr,
     remoteUser: request.user?.name ?? null,
     time: new Date(),
     method: raw.method ?? '-',
@@ -80,14 +80,12 @@ export default fp<{ logs: Logs }>(async function accessLog (fastify, opts) {
   fastify.addHook('onRequest', (request, reply, done) => {
     const start = performance.now()
     const res = reply.raw
+    // Read now: by the time the response closes, the socket may be gone.
+    const remoteAddr = (request.raw.socket?.remoteAddress ?? '-').replace(/^::ffff:/, '')
     res.once('close', () => {
-      const e = entry(request, start)
+      const e = entry(request, start, remoteAddr)
       e.status = res.statusCode
       e.completed = res.writableFinished
-      if (request.upstreamAddress === '' && res.writableFinished) {
-        // Not proxied: berth answered itself, always with a Content-Length.
-        e.bodyBytesSent = Number(res.getHeader('content-length') ?? 0)
-      }
       access.write(write(e))
     })
     done()

@@ -3,7 +3,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { AccessPolicy, type Action } from '../src/auth/access.js'
-import { DeniedError, NameInvalidError } from '../src/errors.js'
+import { DeniedError, NameInvalidError, NotFoundError } from '../src/errors.js'
 import { challenge } from './auth.js'
 
 const NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/
@@ -35,7 +35,13 @@ export default fp(async function access (fastify) {
     const action = request.registryAction
     const user = request.user?.name ?? null
     const refuse = () => done(user === null ? challenge(reply, challengeValue) : new DeniedError())
-    if (action === null || action.kind === 'base' || action.kind === 'other') {
+    if (action === null || action.kind === 'other') {
+      // Deny by default: a path that is not a registry API call berth understands is not forwarded,
+      // so no endpoint (today's or a future one) can act on a repository unchecked.
+      done(new NotFoundError())
+      return
+    }
+    if (action.kind === 'base') {
       // GET /v2/ is what `docker login` checks: open to every authenticated user, never anonymous.
       if (user === null) { refuse(); return }
       done()

@@ -150,7 +150,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     }
     if ((error.statusCode ?? 500) >= 500) this.request.log.error({ err, upstream: this.upstream.address }, 'upstream request failed')
     // When the request body may be unread, close rather than let Node drain it.
-    writeRegistryError(res, error, this.hasBody && !this.request.raw.complete)
+    this.request.bodyBytesSent = writeRegistryError(res, error, this.hasBody && !this.request.raw.complete)
   }
 }
 

@@ -27,10 +27,12 @@ function sendError (err: RegistryErrorShape, reply: import('fastify').FastifyRep
   }
   // Fastify's own 4xx errors (bad content type, bad URL) keep their status and say what was wrong.
   if (err.registryCode === undefined && status < 500) err.registryCode = 'UNSUPPORTED'
+  const body = registryErrorBody(err)
+  reply.request.bodyBytesSent = reply.request.raw.method === 'HEAD' ? 0 : Buffer.byteLength(body)
   reply.code(status)
     .header(API_VERSION_HEADER, API_VERSION)
     .type('application/json; charset=utf-8')
-    .send(registryErrorBody(err))
+    .send(body)
 }
 
 export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<FastifyInstance> {

@@ -5,12 +5,16 @@ import { loadConfig } from './config/load.js'
 import { ConfigError } from './errors.js'
 import { makeCerts, trustInstructions } from './certs.js'
 import { startServer } from './server.js'
+import { passwd, readPassword } from './auth/passwd.js'
 
 const USAGE = `usage:
   berth start --config FILE [--init-certs]   run the proxy in the foreground
   berth check --config FILE                  validate FILE and everything it names (like nginx -t)
   berth certs --host NAME [--host NAME...] [--ip ADDR...] [--port 443] --out DIR
-                                             make a CA and a server certificate, and say how to trust it`
+                                             make a CA and a server certificate, and say how to trust it
+  berth passwd FILE USER [-m] [-C COST] [--password-stdin] [-D]
+                                             add or update USER in an htpasswd file (bcrypt, cost 12;
+                                             -m apr1), or delete it (-D); no apache2-utils needed`
 
 function fail (message: string): number {
   process.stderr.write(`berth: ${message}\n`)
@@ -25,26 +29,34 @@ function configProblem (err: unknown): number {
   return fail((err as Error).message)
 }
 
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  host: { type: 'string', multiple: true, default: [] as string[] },
+  ip: { type: 'string', multiple: true, default: [] as string[] },
+  port: { type: 'string', default: '443' },
+  out: { type: 'string' },
+  'init-certs': { type: 'boolean', default: false },
+  'password-stdin': { type: 'boolean', default: false },
+  md5: { type: 'boolean', short: 'm', default: false },
+  bcrypt: { type: 'boolean', short: 'B', default: false },
+  cost: { type: 'string', short: 'C', default: '12' },
+  delete: { type: 'boolean', short: 'D', default: false },
+  help: { type: 'boolean', short: 'h', default: false }
+} satisfies import('node:util').ParseArgsConfig['options']
+
+function parse (args: string[]) {
+  return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true })
+}
+
 export async function main (argv: string[]): Promise<number> {
   const [command, ...rest] = argv
-  let args
+  let parsed: ReturnType<typeof parse>
   try {
-    args = parseArgs({
-      args: rest,
-      options: {
-        config: { type: 'string', short: 'c' },
-        host: { type: 'string', multiple: true, default: [] },
-        ip: { type: 'string', multiple: true, default: [] },
-        port: { type: 'string', default: '443' },
-        out: { type: 'string' },
-        'init-certs': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false }
-      },
-      strict: true
-    }).values
+    parsed = parse(rest)
   } catch (err) {
     return fail(`${(err as Error).message}\n${USAGE}`)
   }
+  const args = parsed.values
   if (args.help || command === undefined || command === 'help') {
     process.stdout.write(USAGE + '\n')
     return command === undefined ? 1 : 0
@@ -73,6 +85,18 @@ export async function main (argv: string[]): Promise<number> {
         const { files, createdCa } = await makeCerts({ hosts: args.host, ips: args.ip, out: resolve(args.out) })
         if (!createdCa) process.stdout.write(`Reused the CA in ${files.caCert}.\n`)
         process.stdout.write(trustInstructions(files, [...args.host, ...args.ip], port) + '\n')
+        return 0
+      } catch (err) { return fail((err as Error).message) }
+    }
+    case 'passwd': {
+      const [file, user] = parsed.positionals
+      if (file === undefined || user === undefined || parsed.positionals.length > 2) return fail('passwd needs FILE and USER')
+      const cost = Number(args.cost)
+      if (!Number.isInteger(cost) || cost < 4 || cost > 17) return fail(`-C ${args.cost}: expected a bcrypt cost from 4 to 17`)
+      try {
+        const password = args.delete ? undefined : await readPassword(args['password-stdin'])
+        const done = await passwd({ file: resolve(file), user, kind: args.md5 ? 'apr1' : 'bcrypt', cost, delete: args.delete, password })
+        process.stderr.write(`${done}\n`)
         return 0
       } catch (err) { return fail((err as Error).message) }
     }

@@ -27,7 +27,7 @@ export const DeniedError = family('BERTH_ERR_DENIED', 'requested access to the r
 export const TooManyFailuresError = family('BERTH_ERR_THROTTLED', 'too many failed login attempts from this address; retry later', 429, 'TOOMANYREQUESTS')
 export const NameInvalidError = family('BERTH_ERR_NAME_INVALID', 'invalid repository name', 400, 'NAME_INVALID')
 export const InternalError = family('BERTH_ERR_INTERNAL', 'internal error', 500, 'UNKNOWN')
-export const NotFoundError = family('BERTH_ERR_NOT_FOUND', 'not found', 404, 'UNSUPPORTED')
+export const NotFoundError = family('BERTH_ERR_NOT_FOUND', 'not a registry API path', 404, 'UNSUPPORTED')
 
 /** A configuration file with problems; `problems` are "key.path: what was expected, got what". */
 export class ConfigError extends Error {
@@ -54,11 +54,12 @@ export function registryErrorBody (err: RegistryErrorShape): string {
 /**
  * Writes a registry-shaped error on a raw response (the proxy hijacks its replies). `close` asks the
  * client to reconnect: used whenever the request body was not read, so that Node does not drain it.
+ * Returns the body's length, for the access log.
  */
-export function writeRegistryError (res: ServerResponse, err: RegistryErrorShape, close = false): void {
+export function writeRegistryError (res: ServerResponse, err: RegistryErrorShape, close = false): number {
   if (res.headersSent || res.destroyed) {
     res.destroy()
-    return
+    return 0
   }
   const body = registryErrorBody(err)
   const headers: Record<string, string | number> = {
@@ -69,4 +70,5 @@ export function writeRegistryError (res: ServerResponse, err: RegistryErrorShape
   if (close) headers.connection = 'close'
   res.writeHead(err.statusCode ?? 500, headers)
   res.end(body)
+  return headers['content-length'] as number
 }

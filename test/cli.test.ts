@@ -158,3 +158,56 @@ test('the Docker image\'s config (config/docker.yaml) passes check once its cert
   const r = await run(['check', '--config', join(dir, 'docker.yaml')])
   assert.equal(r.code, 0, r.stderr)
 })
+
+async function runWithStdin (args: string[], stdin: string): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (c) => { stdout += c })
+  child.stderr.on('data', (c) => { stderr += c })
+  child.stdin.end(stdin)
+  const [code] = await once(child, 'exit') as [number | null]
+  return { code, stdout, stderr }
+}
+
+test('passwd: adds (bcrypt cost 12, or apr1 with -m), updates and deletes users; htpasswd itself verifies them', async (t) => {
+  const { execFileSync } = await import('node:child_process')
+  const file = join(tempDir(t), 'htpasswd')
+  const add = await runWithStdin(['passwd', file, 'alice', '--password-stdin'], 'wörd one\n')
+  assert.equal(add.code, 0, add.stderr)
+  assert.match(add.stderr, /Adding password for user alice/)
+  assert.match(readFileSync(file, 'utf8'), /^alice:\$2y\$12\$/)
+  assert.equal((await runWithStdin(['passwd', file, 'bob', '-m', '--password-stdin'], 'bob pw')).code, 0)
+  assert.match(readFileSync(file, 'utf8'), /^bob:\$apr1\$/m)
+  execFileSync('htpasswd', ['-vb', file, 'alice', 'wörd one'], { stdio: 'ignore' })
+  execFileSync('htpasswd', ['-vb', file, 'bob', 'bob pw'], { stdio: 'ignore' })
+  const update = await runWithStdin(['passwd', file, 'alice', '-C', '5', '--password-stdin'], 'second')
+  assert.match(update.stderr, /Updating password for user alice/)
+  assert.match(readFileSync(file, 'utf8'), /^alice:\$2y\$05\$/)
+  execFileSync('htpasswd', ['-vb', file, 'alice', 'second'], { stdio: 'ignore' })
+  assert.equal(readFileSync(file, 'utf8').split('\n').filter(Boolean).length, 2)
+  assert.equal((await run(['passwd', file, 'bob', '-D'])).code, 0)
+  assert.doesNotMatch(readFileSync(file, 'utf8'), /^bob:/m)
+  assert.equal((await run(['passwd', file, 'bob', '-D'])).code, 1)
+  const noTty = await runWithStdin(['passwd', file, 'carol'], '')
+  assert.equal(noTty.code, 1)
+  assert.match(noTty.stderr, /use --password-stdin/)
+  assert.equal((await runWithStdin(['passwd', file, 'a:b', '--password-stdin'], 'x')).code, 1)
+})
+
+test('check: an htpasswd line berth cannot verify is named with file, line and user; unknown groups too', async (t) => {
+  const dir = tempDir(t)
+  copyFileSync(fileURLToPath(new URL('fixtures/htpasswd-bad', import.meta.url)), join(dir, 'htpasswd'))
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, 'upstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }\nauth:\n  htpasswd: htpasswd\n')
+  const r = await run(['check', '--config', file])
+  assert.equal(r.code, 1)
+  assert.match(r.stderr, new RegExp(`auth\\.htpasswd: ${join(dir, 'htpasswd')}:2: user "des-user": crypt\\(3\\) DES hash`))
+  assert.match(r.stderr, new RegExp(`auth\\.htpasswd: ${join(dir, 'htpasswd')}:3: user "plain-user": plain-text password`))
+  writeFileSync(file, 'upstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }\nauth:\n  htpasswd: htpasswd\n  access: [ { groups: [nobody], repositories: ["**"], actions: [pull] } ]\n')
+  const g = await run(['check', '--config', file])
+  assert.equal(g.code, 1)
+  assert.match(g.stderr, /auth\.access\[0\]\.groups: unknown group "nobody" \(define it under auth\.groups\)/)
+  const s = await run(['start', '--config', file])
+  assert.equal(s.code, 1, 'start refuses what check refuses')
+})

@@ -17,13 +17,14 @@ interface Node extends TSchema {
 }
 
 function typeOf (s: Node): string {
+  if (s.type === 'array') return 'list'
+  if (s.type === 'object') return 'map'
   if (s.expected === 'a file path') return 'path'
   if (s.expected !== undefined && s.anyOf === undefined) return s.type ?? 'string'
   if (s.anyOf) {
     if (s.anyOf.every((b) => b.const !== undefined)) return s.anyOf.map((b) => `\`${String(b.const)}\``).join(' \\| ')
     return (s.expected ?? '').includes('size') ? 'size' : 'duration'
   }
-  if (s.type === 'array') return 'list'
   return s.type ?? 'any'
 }
 

@@ -1,0 +1,167 @@
+// Access rules through berth: each action mapping, groups, anonymous, mounts, catalog, and the path
+// tricks that must never let a user act on a repository the rules deny.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
+import tls from 'node:tls'
+import { once } from 'node:events'
+import { startBerth, startUpstream, request, registryError, type Berth } from '../helper.js'
+import { globToRegExp } from '../../src/auth/access.js'
+
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`
+const USERS = ['ci-bot', 'alice', 'bob', 'admin', 'eve']
+
+const ACCESS = `
+  groups: { readers: [alice, bob] }
+  access:
+    - { users: [ci-bot], repositories: ["team-a/**"], actions: [pull, push] }
+    - { groups: [readers], repositories: ["**"], actions: [pull] }
+    - { users: [bob], repositories: ["bob/*"], actions: [push, delete] }
+    - { users: [admin], repositories: ["**"], actions: [pull, push, delete, catalog] }
+  anonymous: { repositories: ["public/**"], actions: [pull] }
+`
+
+async function setup (t: Parameters<typeof startBerth>[0], authYaml = ACCESS): Promise<{ berth: Berth, seen: string[] }> {
+  const seen: string[] = []
+  const up = await startUpstream((req, res) => { seen.push(`${req.method} ${req.url}`); req.resume(); req.on('end', () => res.end('{}')) }, { plain: true })
+  t.after(() => up.close())
+  const dir = mkdtempSync(join(tmpdir(), 'berth-access-'))
+  const file = join(dir, 'htpasswd')
+  writeFileSync(file, USERS.map((u) => execFileSync('htpasswd', ['-nbB', '-C', '4', u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
+  const berth = await startBerth(t, [up.url], `auth:\n  htpasswd: ${file}\n  throttle: { failures: 10000 }\n${authYaml}`)
+  return { berth, seen }
+}
+
+async function as (berth: Berth, user: string | null, method: string, path: string): Promise<number> {
+  const headers: Record<string, string | number> = user === null ? {} : { authorization: basic(user, `${user}-pw`) }
+  const body = method === 'PUT' || method === 'PATCH' || method === 'POST' ? 'x' : undefined
+  if (body !== undefined) headers['content-length'] = 1
+  return (await request(berth, path, { method, headers, body })).status
+}
+
+test('globs: * within a segment, ** across segments, ? one character', () => {
+  assert.ok(globToRegExp('team-a/**').test('team-a/app'))
+  assert.ok(globToRegExp('team-a/**').test('team-a/x/y'))
+  assert.ok(!globToRegExp('team-a/**').test('team-a'))
+  assert.ok(!globToRegExp('team-a/**').test('team-ab/x'))
+  assert.ok(globToRegExp('bob/*').test('bob/app'))
+  assert.ok(!globToRegExp('bob/*').test('bob/app/x'))
+  assert.ok(globToRegExp('**').test('anything/at/all'))
+  assert.ok(globToRegExp('app-?').test('app-1'))
+  assert.ok(!globToRegExp('a.b').test('axb'), 'dots are literal')
+})
+
+test('each action mapping and each rule: pull, push, delete, catalog, groups, anonymous', async (t) => {
+  const { berth, seen } = await setup(t)
+  const cases: Array<[string | null, string, string, number]> = [
+    // GET /v2/ is for every authenticated user, never anonymous
+    ['eve', 'GET', '/v2/', 200],
+    [null, 'GET', '/v2/', 401],
+    // ci-bot: pull and push on team-a/**
+    ['ci-bot', 'GET', '/v2/team-a/app/manifests/v1', 200],
+    ['ci-bot', 'HEAD', '/v2/team-a/app/blobs/sha256:abc', 200],
+    ['ci-bot', 'POST', '/v2/team-a/app/blobs/uploads/', 200],
+    ['ci-bot', 'PATCH', '/v2/team-a/app/blobs/uploads/u1', 200],
+    ['ci-bot', 'PUT', '/v2/team-a/app/manifests/v1', 200],
+    ['ci-bot', 'DELETE', '/v2/team-a/app/manifests/sha256:abc', 403],
+    ['ci-bot', 'GET', '/v2/team-b/app/manifests/v1', 403],
+    ['ci-bot', 'GET', '/v2/team-a/deep/er/app/tags/list', 200],
+    ['ci-bot', 'GET', '/v2/_catalog', 403],
+    // readers (alice, bob): pull everywhere, no push
+    ['alice', 'GET', '/v2/team-b/app/manifests/v1', 200],
+    ['alice', 'PUT', '/v2/team-b/app/manifests/v1', 403],
+    ['alice', 'POST', '/v2/team-a/app/blobs/uploads/', 403],
+    ['bob', 'PUT', '/v2/bob/app/manifests/v1', 200],
+    ['bob', 'DELETE', '/v2/bob/app/manifests/v1', 200],
+    ['bob', 'PUT', '/v2/bob/app/sub/manifests/v1', 403],
+    // admin: everything, catalog included
+    ['admin', 'DELETE', '/v2/team-b/app/manifests/sha256:abc', 200],
+    ['admin', 'GET', '/v2/_catalog', 200],
+    // eve: authenticated, no rule
+    ['eve', 'GET', '/v2/team-a/app/manifests/v1', 403],
+    // anonymous: pull public/**, nothing else (401 so the client knows to log in)
+    [null, 'GET', '/v2/public/base/manifests/latest', 200],
+    [null, 'HEAD', '/v2/public/base/blobs/sha256:abc', 200],
+    [null, 'PUT', '/v2/public/base/manifests/latest', 401],
+    [null, 'GET', '/v2/team-a/app/manifests/v1', 401],
+    [null, 'GET', '/v2/_catalog', 401],
+    // authenticated users get what anonymous gets
+    ['eve', 'GET', '/v2/public/base/manifests/latest', 200]
+  ]
+  for (const [user, method, path, status] of cases) {
+    const before = seen.length
+    assert.equal(await as(berth, user, method, path), status, `${user ?? 'anonymous'} ${method} ${path}`)
+    assert.equal(seen.length - before, status === 200 ? 1 : 0, `forwarded only when allowed: ${method} ${path}`)
+  }
+  const denied = await request(berth, '/v2/team-b/app/manifests/v1', { method: 'PUT', headers: { authorization: basic('alice', 'alice-pw'), 'content-length': 1 }, body: 'x' })
+  assert.deepEqual(registryError(denied.body), { code: 'DENIED', message: 'requested access to the resource is denied', detail: null } as never)
+  assert.equal(denied.headers['www-authenticate'], undefined)
+})
+
+test('a cross-repository mount also needs pull on the source repository', async (t) => {
+  const { berth } = await setup(t)
+  const digest = 'sha256:' + 'a'.repeat(64)
+  assert.equal(await as(berth, 'ci-bot', 'POST', `/v2/team-a/app/blobs/uploads/?mount=${digest}&from=team-a/base`), 200)
+  assert.equal(await as(berth, 'ci-bot', 'POST', `/v2/team-a/app/blobs/uploads/?mount=${digest}&from=secret/base`), 403)
+  assert.equal(await as(berth, 'ci-bot', 'POST', `/v2/team-a/app/blobs/uploads/?from=team-a/base&mount=${digest}&from=secret/base`), 403)
+  assert.equal(await as(berth, 'ci-bot', 'POST', `/v2/team-a/app/blobs/uploads/?mount=${digest}&from=Bad/Name`), 400)
+  assert.equal(await as(berth, 'ci-bot', 'POST', `/v2/team-a/app/blobs/uploads/?mount=${digest}&from=public/x`), 200, 'anonymous pull covers public/**')
+})
+
+test('without access rules every authenticated user may do everything (as nginx)', async (t) => {
+  const { berth } = await setup(t, '')
+  assert.equal(await as(berth, 'eve', 'DELETE', '/v2/any/repo/manifests/sha256:abc'), 200)
+  assert.equal(await as(berth, 'eve', 'GET', '/v2/_catalog'), 200)
+  assert.equal(await as(berth, null, 'GET', '/v2/any/repo/manifests/v1'), 401)
+})
+
+/** Sends a raw request line (clients normalise paths, so a socket is needed). */
+async function raw (berth: Berth, target: string, user = 'ci-bot'): Promise<number> {
+  const socket = tls.connect({ host: '127.0.0.1', port: berth.port, ca: berth.ca, servername: 'localhost' })
+  await once(socket, 'secureConnect')
+  socket.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(user, `${user}-pw`)}\r\nConnection: close\r\n\r\n`)
+  let out = ''
+  socket.on('data', (c: Buffer) => { out += c.toString('latin1') })
+  await once(socket, 'end')
+  socket.destroy()
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(out)?.[1] ?? 0)
+}
+
+test('path tricks never reach a repository the rules deny: each gets 400, 403 or 404 as documented', async (t) => {
+  const { berth, seen } = await setup(t)
+  // ci-bot may only touch team-a/**; every target below aims at secret/app.
+  const corpus: Array<[string, number]> = [
+    ['/v2/team-a/%2e%2e/secret/app/manifests/v1', 400],
+    ['/v2/team-a/../secret/app/manifests/v1', 400],
+    ['/v2/team-a/..%2fsecret/app/manifests/v1', 400],
+    ['/v2/team-a%2F..%2Fsecret/app/manifests/v1', 400],
+    ['/v2/team-a/%252e%252e/secret/app/manifests/v1', 400],
+    ['/v2/team-a/./../secret/app/manifests/v1', 400],
+    ['/v2/team-a//secret/app/manifests/v1', 400],
+    ['/v2//secret/app/manifests/v1', 400],
+    ['/v2/team-a\\..\\secret/app/manifests/v1', 400],
+    ['/v2/team-a/%c0%ae%c0%ae/secret/app/manifests/v1', 400],
+    ['/v2/team-a/x;/../../secret/app/manifests/v1', 400],
+    ['/v2/secret/app;team-a/x/manifests/v1', 400],
+    ['/v2/Secret/App/manifests/v1', 400],
+    ['/v2/secret/app/manifests/v1', 403],
+    ['/V2/secret/app/manifests/v1', 404],
+    ['/v2/secret/app/manifests/v1?/v2/team-a/app/manifests/v1', 403],
+    ['/v2/team-a/app/manifests/v1/../../../../secret/app/manifests/v1', 400],
+    ['/v2/team-a/app/manifests/..', 400],
+    ['/v2/%2e%2e/v2/secret/app/manifests/v1', 400],
+    ['/v2/secret/app', 404],
+    ['/', 404],
+    ['http://localhost/v2/secret/app/manifests/v1', 400]
+  ]
+  for (const [target, status] of corpus) {
+    assert.equal(await raw(berth, target), status, target)
+  }
+  assert.deepEqual(seen, [], 'nothing reached the upstream')
+  // the same user on an allowed path, as a control
+  assert.equal(await raw(berth, '/v2/team-a/app/manifests/v1'), 200)
+  assert.deepEqual(seen, ['GET /v2/team-a/app/manifests/v1'])
+})
