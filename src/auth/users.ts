@@ -56,6 +56,8 @@ export class UserStore {
   #users: Map<string, HtpasswdEntry>
   #dummy: Pick<HtpasswdEntry, 'kind' | 'hash'>
   #listener: ((cur: Stats, prev: Stats) => void) | null = null
+  /** Checks under way, by cache key: 32 connections opening with one bcrypt credential hash it once. */
+  #inFlight = new Map<string, Promise<string | null>>()
   #generation = 0
 
   private constructor (file: string, cacheSize: number, loaded: Awaited<ReturnType<typeof load>>) {
@@ -75,6 +77,14 @@ export class UserStore {
   async verify (user: string, password: string): Promise<string | null> {
     const key = this.cache.keyOf(user, password)
     if (this.cache.get(key) !== undefined) return user
+    const pending = this.#inFlight.get(key)
+    if (pending !== undefined) return await pending
+    const check = this.#check(key, user, password).finally(() => this.#inFlight.delete(key))
+    this.#inFlight.set(key, check)
+    return await check
+  }
+
+  async #check (key: string, user: string, password: string): Promise<string | null> {
     const generation = this.#generation
     const entry = this.#users.get(user)
     const ok = await verifyHash(entry ?? this.#dummy, password)
