@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { requestBody } from './body-limit.js'
-import type { Upstream } from './upstream-pool.js'
+import type { Upstream, UpstreamPool } from './upstream-pool.js'
+import { createHash, type Hash } from 'node:crypto'
 import {
   UpstreamTimeoutError, UpstreamUnavailableError, writeRegistryError, type RegistryErrorShape
 } from '../src/errors.js'
@@ -60,56 +61,109 @@ export function clientResponseHeaders (headers: Record<string, string | string[]
   return out
 }
 
-function classify (err: Error & { code?: string }): RegistryErrorShape {
-  if ((err as RegistryErrorShape).registryCode !== undefined) return err as RegistryErrorShape
+type Cause = 'error' | 'timeout' | 'invalid_header' | `http_${number}`
+
+/** Aborts an attempt whose status is listed in nextUpstream.on, to try the next server. */
+class RetryStatus extends Error {
+  status: number
+  constructor (status: number) { super(`status ${status}`); this.status = status }
+}
+
+/** A response berth cannot pass on (header bytes Node refuses to send, a bad Range answer). */
+class InvalidResponse extends Error {}
+
+/** nginx's proxy_next_upstream vocabulary for what went wrong with one upstream attempt. */
+function causeOf (err: Error & { code?: string }): Cause {
+  if (err instanceof RetryStatus) return `http_${err.status}`
+  if (err instanceof InvalidResponse) return 'invalid_header'
   switch (err.code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_CONNECT_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
-      return new UpstreamTimeoutError({ cause: err })
-    default:
-      return new UpstreamUnavailableError({ cause: err })
+    case 'BERTH_ERR_UPSTREAM_TIMEOUT':
+      return 'timeout'
   }
+  if (typeof err.code === 'string' && err.code.startsWith('HPE_')) return 'invalid_header'
+  return 'error'
 }
 
-/** One forwarded request. undici's handler API: the response body goes from the upstream socket to res. */
-class ProxyHandler implements Dispatcher.DispatchHandler {
+const DIGEST = /^([a-z0-9]+)(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/
+const REPLAY_ONCE_SENT = new Set(['POST', 'PATCH', 'PUT'])
+
+export interface ProxyOptions {
+  proto: string
+  limit: number
+  retryOn: ReadonlySet<string>
+  tries: number
+  budget: number
+  nonIdempotent: boolean
+}
+
+/**
+ * One client request and every upstream attempt made for it: the next server while nothing was sent to
+ * the client (nginx's proxy_next_upstream, with its replay rules), and a Range resume from another
+ * server when a digest-addressed download dies mid-body.
+ */
+class Forwarding {
   request: FastifyRequest
   res: ServerResponse
-  upstream: Upstream
-  hasBody: boolean
-  controller: Dispatcher.DispatchController | null = null
-  onDrain: (() => void) | null = null
-  /** Bytes moved on either connection at the last idle sweep, and when that number last changed. */
+  pool: UpstreamPool
+  opts: ProxyOptions
+  headers: string[]
+  body: IncomingMessage | AsyncIterable<Buffer> | null
+  tried = new Set<Upstream>()
+  reasons: string[] = []
+  startedAt = Date.now()
+  attempt: Attempt | null = null
+  finished = false
+  /** Digest-addressed GETs can be resumed: total length and a running digest of what was sent. */
+  resumable: boolean
+  digest: string | null = null
+  total = -1
+  hash: Hash | null = null
+  pieces = 0
+  /** Idle sweep state: bytes moved at the last sweep and when that changed. */
   moved = -1
-  movedAt = 0
+  movedAt = Date.now()
 
-  constructor (request: FastifyRequest, res: ServerResponse, upstream: Upstream, hasBody: boolean) {
+  constructor (request: FastifyRequest, res: ServerResponse, pool: UpstreamPool, opts: ProxyOptions) {
     this.request = request
     this.res = res
-    this.upstream = upstream
-    this.hasBody = hasBody
+    this.pool = pool
+    this.opts = opts
+    const req = request.raw
+    this.headers = upstreamRequestHeaders(req, opts.proto)
+    this.body = requestBody(req, opts.limit)
+    const action = request.registryAction
+    this.resumable = req.method === 'GET' && pool.servers.length > 1 && req.headers.range === undefined &&
+      action !== null && (action.kind === 'blob' || action.kind === 'manifest') && DIGEST.test(action.reference ?? '')
+    if (this.resumable) this.digest = action?.reference ?? null
   }
 
-  onRequestStart (controller: Dispatcher.DispatchController): void {
-    this.controller = controller
-    // The client may have gone while the request waited for a connection.
-    if (this.res.destroyed) controller.abort(new Error('client closed the connection'))
+  start (): void {
+    const upstream = this.pool.pick(this.tried)
+    if (upstream === null) { this.giveUp(null); return }
+    this.dispatch(upstream, -1)
   }
 
-  onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    const res = this.res
-    if (res.destroyed) return
-    try {
-      res.writeHead(statusCode, clientResponseHeaders(headers))
-    } catch (err) {
-      // A header value Node refuses to send (it validates what undici's parser let through): 502.
-      res.removeHeader('content-length')
-      controller.abort(new UpstreamUnavailableError({ cause: err }))
-      return
-    }
-    this.onDrain = () => controller.resume()
-    res.on('drain', this.onDrain)
+  dispatch (upstream: Upstream, from: number): void {
+    this.tried.add(upstream)
+    const r = this.request
+    r.upstreamAddress = r.upstreamAddress === '' ? upstream.address : `${r.upstreamAddress}, ${upstream.address}`
+    upstream.active++
+    upstream.requests++
+    const attempt = new Attempt(this, upstream, from)
+    this.attempt = attempt
+    const req = r.raw
+    upstream.dispatcher.dispatch({
+      path: req.url as string,
+      method: req.method as Dispatcher.HttpMethod,
+      headers: from < 0 ? this.headers : [...this.headers, 'range', `bytes=${from}-`],
+      // undici accepts async iterables (the counted chunked body) although its types list only streams.
+      body: (from < 0 ? this.body : null) as Dispatcher.DispatchOptions['body'],
+      // Not in undici's types, but read by its Request: keeps one TLS name per pool whatever the Host.
+      servername: upstream.servername
+    } as Dispatcher.DispatchOptions, attempt)
   }
 
   /** Total bytes moved so far, client side (either way) and upstream side (response body). */
@@ -118,39 +172,177 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     return (socket === null ? 0 : socket.bytesRead + socket.bytesWritten) + this.request.bodyBytesSent
   }
 
-  /** Ends the transfer (504 before the response started, an abrupt close after). */
+  /** The idle timeout: ends the current attempt as a timeout (504, the next server, or a resume). */
   expire (): void {
-    const err = new UpstreamTimeoutError()
-    if (this.controller !== null) this.controller.abort(err)
-    else this.onResponseError(null, err)
+    const attempt = this.attempt
+    if (attempt === null || this.finished) return
+    if (attempt.controller !== null) attempt.controller.abort(new UpstreamTimeoutError())
+    else this.failed(attempt, new UpstreamTimeoutError())
   }
 
-  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  withinBudget (): boolean {
+    if (this.opts.tries > 0 && this.tried.size >= this.opts.tries) return false
+    return this.opts.budget === 0 || Date.now() - this.startedAt < this.opts.budget
+  }
+
+  /** A request can go to another server only if it can be replayed there. */
+  replayable (attempt: Attempt): boolean {
+    if (!attempt.sent) return true // nothing reached the failed server; the body was not read
+    if (this.body !== null) return false // a body that started streaming can never be replayed
+    return !REPLAY_ONCE_SENT.has(this.request.raw.method ?? '') || this.opts.nonIdempotent
+  }
+
+  /** Should a response with this status go to the next server instead of to the client? */
+  retryStatus (attempt: Attempt, status: number): boolean {
+    return this.opts.retryOn.has(`http_${status}`) && this.replayable(attempt) && this.withinBudget() && this.pool.hasCandidate(this.tried)
+  }
+
+  #drain: (() => void) | null = null
+  /** Backpressure: the client socket drained, so the current attempt may read on. */
+  onDrain (controller: Dispatcher.DispatchController): void {
+    if (this.#drain !== null) this.res.off('drain', this.#drain)
+    this.#drain = () => controller.resume()
+    this.res.on('drain', this.#drain)
+  }
+
+  write (chunk: Buffer, controller: Dispatcher.DispatchController): void {
     this.request.bodyBytesSent += chunk.length
+    this.hash?.update(chunk)
     if (!this.res.write(chunk)) controller.pause()
   }
 
-  onResponseEnd (): void {
+  complete (attempt: Attempt): void {
+    if (attempt !== this.attempt || this.finished) return
+    attempt.upstream.active--
+    this.finished = true
+    if (this.hash !== null) {
+      // The pieces must add up: the length, and the digest berth computed on the way.
+      const got = `${(this.digest as string).split(':')[0]}:${this.hash.digest('hex')}`
+      if (this.request.bodyBytesSent !== this.total || got !== this.digest) {
+        this.request.log.error({ expected: this.digest, got, bytes: this.request.bodyBytesSent, total: this.total, pieces: this.pieces }, 'download does not match its digest: connection closed')
+        this.res.destroy()
+        return
+      }
+      if (this.pieces > 1) this.request.log.warn({ digest: this.digest, pieces: this.pieces, servers: this.request.upstreamAddress }, 'download resumed from another server and verified')
+    }
     this.res.end()
   }
 
-  onResponseError (_controller: Dispatcher.DispatchController | null, err: Error): void {
+  failed (attempt: Attempt, err: Error & { code?: string }): void {
+    if (attempt !== this.attempt || this.finished) return
+    attempt.upstream.active--
     const res = this.res
     if (res.destroyed || res.writableEnded) {
-      // The client left first (its close aborted this request): nothing to answer.
-      this.request.log.debug({ err, upstream: this.upstream.address }, 'upstream request aborted')
+      // The client left first (its close aborted this attempt): nothing to answer.
+      this.finished = true
+      this.request.log.debug({ err, upstream: attempt.upstream.address }, 'upstream request aborted')
       return
     }
-    const error = classify(err)
-    if (res.headersSent) {
-      // Mid-body: end the client's connection abruptly, never with a clean short response.
-      this.request.log.error({ err, upstream: this.upstream.address }, 'upstream response failed mid-body')
-      res.destroy(err)
+    if ((err as RegistryErrorShape).registryCode === 'SIZE_INVALID') { this.finish(err as RegistryErrorShape); return }
+    const cause = causeOf(err)
+    if (cause === 'error' || cause === 'timeout' || cause === 'invalid_header') this.pool.passiveFailure(attempt.upstream)
+    this.reasons.push(`${attempt.upstream.address}: ${cause === 'error' ? `${err.code ?? ''} ${err.message}`.trim() : cause}`)
+    if (!res.headersSent) {
+      if (this.opts.retryOn.has(cause) && this.replayable(attempt) && this.withinBudget()) {
+        const next = this.pool.pick(this.tried)
+        if (next !== null) { this.dispatch(next, -1); return }
+      }
+      this.giveUp(cause)
       return
     }
-    if ((error.statusCode ?? 500) >= 500) this.request.log.error({ err, upstream: this.upstream.address }, 'upstream request failed')
+    // Mid-body. An immutable, digest-addressed download continues from another server.
+    if (this.hash !== null && this.total > this.request.bodyBytesSent) {
+      const next = this.pool.pick(this.tried)
+      if (next !== null) {
+        this.request.log.warn({ upstream: attempt.upstream.address, next: next.address, at: this.request.bodyBytesSent, total: this.total, err: err.message }, 'upstream died mid-download: resuming with a Range request')
+        this.dispatch(next, this.request.bodyBytesSent)
+        return
+      }
+    }
+    this.finished = true
+    // End the client's connection abruptly, never with a clean short response.
+    this.request.log.error({ err, tried: this.reasons }, 'upstream response failed mid-body')
+    res.destroy(err)
+  }
+
+  /** No server could take the request: 502, or 504 when the last failure was a timeout. */
+  giveUp (cause: Cause | null): void {
+    const error = cause === 'timeout' ? new UpstreamTimeoutError() : new UpstreamUnavailableError()
+    this.request.log.error({ tried: this.reasons, cause: cause ?? 'no server available' }, 'no upstream could take the request')
+    this.finish(error)
+  }
+
+  finish (error: RegistryErrorShape): void {
+    this.finished = true
     // When the request body may be unread, close rather than let Node drain it.
-    this.request.bodyBytesSent = writeRegistryError(res, error, this.hasBody && !this.request.raw.complete)
+    this.request.bodyBytesSent = writeRegistryError(this.res, error, this.body !== null && !this.request.raw.complete)
+  }
+}
+
+/** One upstream attempt, as an undici dispatch handler: the body goes from the upstream socket to res. */
+class Attempt implements Dispatcher.DispatchHandler {
+  f: Forwarding
+  upstream: Upstream
+  /** -1, or the offset this attempt resumes from (a Range request). */
+  from: number
+  controller: Dispatcher.DispatchController | null = null
+  /** The request reached the server (headers written, body streaming). */
+  sent = false
+
+  constructor (f: Forwarding, upstream: Upstream, from: number) {
+    this.f = f
+    this.upstream = upstream
+    this.from = from
+  }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    this.sent = true
+    // The client may have gone while the request waited for a connection.
+    if (this.f.res.destroyed) controller.abort(new Error('client closed the connection'))
+  }
+
+  onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    const f = this.f
+    const res = f.res
+    if (res.destroyed || f.attempt !== this) return
+    if (this.from >= 0) {
+      // A resume must continue exactly where the client is: 206 for the missing bytes of the same total.
+      if (statusCode !== 206 || headers['content-range'] !== `bytes ${this.from}-${f.total - 1}/${f.total}`) {
+        controller.abort(new InvalidResponse(`resume answered ${statusCode} ${String(headers['content-range'])}`))
+        return
+      }
+      f.pieces++
+    } else {
+      if (f.retryStatus(this, statusCode)) { controller.abort(new RetryStatus(statusCode)); return }
+      try {
+        res.writeHead(statusCode, clientResponseHeaders(headers))
+      } catch (err) {
+        // A header value Node refuses to send (it validates what undici's parser let through).
+        res.removeHeader('content-length')
+        controller.abort(new InvalidResponse((err as Error).message))
+        return
+      }
+      const length = Number(headers['content-length'])
+      if (f.resumable && statusCode === 200 && Number.isSafeInteger(length)) {
+        f.total = length
+        f.pieces = 1
+        f.hash = createHash((f.digest as string).startsWith('sha512:') ? 'sha512' : 'sha256')
+      }
+    }
+    f.onDrain(controller)
+  }
+
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.f.attempt === this) this.f.write(chunk, controller)
+  }
+
+  onResponseEnd (): void {
+    this.f.complete(this)
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController | null, err: Error): void {
+    this.f.failed(this, err)
   }
 }
 
@@ -160,7 +352,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
  * own headers/body timeouts (same value) do not see a client that stopped sending or reading.
  */
 class IdleSweeper {
-  active = new Set<ProxyHandler>()
+  active = new Set<Forwarding>()
   idle: number
   timer: NodeJS.Timeout
 
@@ -171,14 +363,14 @@ class IdleSweeper {
 
   sweep (): void {
     const now = Date.now()
-    for (const h of this.active) {
-      const moved = h.activity()
-      if (moved !== h.moved) {
-        h.moved = moved
-        h.movedAt = now
-      } else if (now - h.movedAt >= this.idle) {
-        this.active.delete(h)
-        h.expire()
+    for (const f of this.active) {
+      const moved = f.activity()
+      if (moved !== f.moved) {
+        f.moved = moved
+        f.movedAt = now
+      } else if (now - f.movedAt >= this.idle) {
+        f.movedAt = now // a next attempt, if any, gets a whole idle period
+        f.expire()
       }
     }
   }
@@ -186,36 +378,30 @@ class IdleSweeper {
   close (): void { clearInterval(this.timer) }
 }
 
-function forward (fastify: FastifyInstance, proto: string, limit: number, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply): void {
+function forward (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply): void {
   reply.hijack()
-  const req = request.raw
   const res = reply.raw
-  const upstream = fastify.upstreams.pick()
-  const body = requestBody(req, limit)
-  request.upstreamAddress = upstream.address
-  if (body !== null && req.headers.expect !== undefined) res.writeContinue()
-  const handler = new ProxyHandler(request, res, upstream, body !== null)
-  handler.movedAt = Date.now()
-  sweeper.active.add(handler)
+  const f = new Forwarding(request, res, pool, opts)
+  if (f.body !== null && request.raw.headers.expect !== undefined) res.writeContinue()
+  sweeper.active.add(f)
   res.once('close', () => {
-    sweeper.active.delete(handler)
-    if (!res.writableFinished) handler.controller?.abort(new Error('client closed the connection'))
+    sweeper.active.delete(f)
+    if (!res.writableFinished) f.attempt?.controller?.abort(new Error('client closed the connection'))
   })
-  upstream.dispatcher.dispatch({
-    path: req.url as string,
-    method: req.method as Dispatcher.HttpMethod,
-    headers: upstreamRequestHeaders(req, proto),
-    // undici accepts async iterables (the counted chunked body) although its types list only streams.
-    body: body as Dispatcher.DispatchOptions['body'],
-    // Not in undici's types, but read by its Request: keeps one TLS name per pool whatever the Host.
-    servername: upstream.servername
-  } as Dispatcher.DispatchOptions, handler)
+  f.start()
 }
 
 export default fp(async function proxy (fastify) {
-  const proto = fastify.berthConfig.tls ? 'https' : 'http'
-  const limit = fastify.berthConfig.limits.maxBodySize
-  const sweeper = new IdleSweeper(fastify.berthConfig.upstream.timeouts.idle)
+  const { upstream, tls, limits } = fastify.berthConfig
+  const opts: ProxyOptions = {
+    proto: tls ? 'https' : 'http',
+    limit: limits.maxBodySize,
+    retryOn: new Set(upstream.nextUpstream.on),
+    tries: upstream.nextUpstream.tries,
+    budget: upstream.nextUpstream.timeout,
+    nonIdempotent: upstream.nextUpstream.nonIdempotent
+  }
+  const sweeper = new IdleSweeper(upstream.timeouts.idle)
   fastify.addHook('onClose', async () => { sweeper.close() })
   await fastify.register(async function routes (instance) {
     // Every body passes through untouched: drop Fastify's buffering JSON and text parsers first.
@@ -224,7 +410,7 @@ export default fp(async function proxy (fastify) {
     instance.route({
       method: METHODS,
       url: '/*',
-      handler: (request, reply) => { forward(fastify, proto, limit, sweeper, request, reply) }
+      handler: (request, reply) => { forward(fastify.upstreams, opts, sweeper, request, reply) }
     })
   })
 }, { name: 'berth-proxy', fastify: '5.x', dependencies: ['berth-upstream-pool', 'berth-body-limit', 'berth-request-target'] })

@@ -1,22 +1,61 @@
-// The upstream registries: one undici Pool per server (kept-alive connections, verified TLS), and the
-// choice of server per request. @fastify/reply-from is not used: it sets rejectUnauthorized: false,
-// derives the TLS name from the client's Host and hides the dispatcher berth needs for streaming.
+// The upstream registries: one undici Pool per server (kept-alive connections, verified TLS), the
+// choice of server per request (smooth weighted round robin or least connections, backups), and each
+// server's health: active probe state (plugins/health-probe.ts) and passive failures (nginx max_fails /
+// fail_timeout). Others read it through snapshot(); only the proxy and the prober change it.
+//
+// @fastify/reply-from is not used: it sets rejectUnauthorized: false, derives the TLS name from the
+// client's Host, and hides the dispatcher berth needs for streaming, retries and Range resumes.
 import fp from 'fastify-plugin'
 import { Pool, buildConnector } from 'undici'
 import { readFileSync } from 'node:fs'
 import { isIpAddress } from '../src/config/load.js'
 import type { BerthConfig } from '../src/config/schema.js'
 
+export interface ProbeResult { ok: boolean, at: number, ms: number, error?: string }
+
 export interface Upstream {
   readonly url: string
   /** `host:port`, as the access log shows it. */
   readonly address: string
+  readonly hostname: string
+  readonly port: number
+  readonly https: boolean
   /** The name the upstream certificate is checked against (its own URL's host, never the client's Host). */
   readonly servername: string
   readonly weight: number
+  readonly backup: boolean
+  readonly maxFails: number
+  readonly failTimeout: number
   readonly dispatcher: Pool
+  /** Active probe state: `down` servers get no traffic. */
+  state: 'up' | 'down'
+  successes: number
+  failuresInARow: number
+  lastProbe: ProbeResult | null
+  /** Passive failures (connection errors, timeouts, invalid responses) inside the current window. */
+  passiveFails: number
+  passiveWindowStart: number
+  /** Out of rotation until then, after maxFails passive failures. */
+  downUntil: number
+  active: number
+  requests: number
+  failures: number
   /** Smooth weighted round robin state. */
   current: number
+}
+
+export interface UpstreamSnapshot {
+  url: string
+  state: 'up' | 'down'
+  available: boolean
+  weight: number
+  backup: boolean
+  successes: number
+  failures: number
+  lastProbe: { ok: boolean, at: string, ms: number, error?: string } | null
+  active: number
+  requests: number
+  requestFailures: number
 }
 
 function createDispatcher (url: URL, config: BerthConfig): Pool {
@@ -42,32 +81,109 @@ function createDispatcher (url: URL, config: BerthConfig): Pool {
 
 export class UpstreamPool {
   readonly servers: Upstream[]
-  #total: number
+  readonly balance: 'round_robin' | 'least_conn'
 
   constructor (config: BerthConfig) {
+    const initial = config.upstream.healthCheck?.initialState ?? 'up'
+    this.balance = config.upstream.balance
     this.servers = config.upstream.servers.map((s) => {
       const url = new URL(s.url)
       return {
         url: url.origin,
         address: url.host,
+        hostname: url.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+        https: url.protocol === 'https:',
         servername: url.hostname,
         weight: s.weight,
+        backup: s.backup,
+        maxFails: s.maxFails,
+        failTimeout: s.failTimeout,
         dispatcher: createDispatcher(url, config),
+        state: initial,
+        successes: 0,
+        failuresInARow: 0,
+        lastProbe: null,
+        passiveFails: 0,
+        passiveWindowStart: 0,
+        downUntil: 0,
+        active: 0,
+        requests: 0,
+        failures: 0,
         current: 0
       }
     })
-    this.#total = this.servers.reduce((n, s) => n + s.weight, 0)
   }
 
-  /** nginx's smooth weighted round robin: a 3:1 pair goes a, a, b, a, never a, a, a, b. */
-  pick (): Upstream {
-    let best = this.servers[0]
-    for (const s of this.servers) {
-      s.current += s.weight
-      if (s.current > best.current) best = s
+  static available (s: Upstream, now: number): boolean {
+    return s.state === 'up' && s.downUntil <= now
+  }
+
+  /**
+   * The next server for a request, skipping those already `tried` for it: primaries while any is
+   * available, else backups; null when none can take it.
+   */
+  pick (tried: ReadonlySet<Upstream> | null = null, now = Date.now()): Upstream | null {
+    for (const backup of [false, true]) {
+      let candidates = this.servers.filter((s) => s.backup === backup && UpstreamPool.available(s, now) && tried?.has(s) !== true)
+      if (candidates.length === 0) continue
+      if (this.balance === 'least_conn') {
+        const least = Math.min(...candidates.map((s) => s.active / s.weight))
+        candidates = candidates.filter((s) => s.active / s.weight === least)
+      }
+      // nginx's smooth weighted round robin over the candidates: 3:1 goes a, a, b, a, never a, a, a, b.
+      let total = 0
+      let best = candidates[0]
+      for (const s of candidates) {
+        s.current += s.weight
+        total += s.weight
+        if (s.current > best.current) best = s
+      }
+      best.current -= total
+      return best
     }
-    best.current -= this.#total
-    return best
+    return null
+  }
+
+  /** Whether pick(tried) would find a server, without moving the round robin. */
+  hasCandidate (tried: ReadonlySet<Upstream>, now = Date.now()): boolean {
+    return this.servers.some((s) => UpstreamPool.available(s, now) && !tried.has(s))
+  }
+
+  /** A connection error, timeout or invalid response: nginx's max_fails within fail_timeout. */
+  passiveFailure (s: Upstream, now = Date.now()): void {
+    s.failures++
+    if (s.maxFails === 0) return
+    if (now - s.passiveWindowStart >= s.failTimeout) {
+      s.passiveWindowStart = now
+      s.passiveFails = 0
+    }
+    if (++s.passiveFails >= s.maxFails) {
+      s.downUntil = now + s.failTimeout
+      s.passiveFails = 0
+      s.passiveWindowStart = now
+    }
+  }
+
+  /** Whether any server can take a request now (readiness). */
+  anyAvailable (now = Date.now()): boolean {
+    return this.servers.some((s) => UpstreamPool.available(s, now))
+  }
+
+  snapshot (now = Date.now()): UpstreamSnapshot[] {
+    return this.servers.map((s) => ({
+      url: s.url,
+      state: s.state,
+      available: UpstreamPool.available(s, now),
+      weight: s.weight,
+      backup: s.backup,
+      successes: s.successes,
+      failures: s.failuresInARow,
+      lastProbe: s.lastProbe === null ? null : { ...s.lastProbe, at: new Date(s.lastProbe.at).toISOString() },
+      active: s.active,
+      requests: s.requests,
+      requestFailures: s.failures
+    }))
   }
 
   async close (): Promise<void> {

@@ -58,8 +58,33 @@ export const ConfigSchema = Type.Object({
   upstream: Section({
     servers: Type.Array(Type.Object({
       url: Type.String({ minLength: 1, description: 'Registry base URL, http:// or https://, no path.', expected: 'a URL like https://127.0.0.1:5000' }),
-      weight: Type.Integer({ default: 1, minimum: 1, description: 'Share of requests (nginx `weight`).', expected: 'a whole number >= 1' })
-    }, { additionalProperties: false }), { minItems: 1, description: 'The registries behind berth (nginx `upstream { server … }`).', expected: 'a list of at least one { url, weight }' }),
+      weight: Type.Integer({ default: 1, minimum: 1, description: 'Share of requests (nginx `weight`).', expected: 'a whole number >= 1' }),
+      maxFails: Type.Integer({ default: 1, minimum: 0, description: 'Connection errors or timeouts within `failTimeout` that take the server out of rotation for `failTimeout` (nginx `max_fails`); 0 = never.', expected: 'a whole number >= 0' }),
+      failTimeout: Duration('10s', 'nginx `fail_timeout`.'),
+      backup: Type.Boolean({ default: false, description: 'Gets traffic only while every primary is down (nginx `backup`).' })
+    }, { additionalProperties: false }), { minItems: 1, description: 'The registries behind berth (nginx `upstream { server … }`). They must share storage and `http.secret`.', expected: 'a list of at least one { url, weight }' }),
+    balance: Type.Union([Type.Literal('round_robin'), Type.Literal('least_conn')], { default: 'round_robin', description: '`round_robin`: nginx\'s smooth weighted round robin; `least_conn`: fewest active requests per weight.', expected: 'round_robin or least_conn' }),
+    healthCheck: Type.Optional(Section({
+      type: Type.Union([Type.Literal('tcp'), Type.Literal('http')], { default: 'tcp', description: '`tcp`: a connection opens; `http`: a GET answers with a status in `expect` (over TLS for https servers, verified).', expected: 'tcp or http' }),
+      interval: Duration('5s', 'Time between probes of one server (they never overlap).'),
+      rise: Type.Integer({ default: 2, minimum: 1, description: 'Consecutive successes that mark a server up.', expected: 'a whole number >= 1' }),
+      fall: Type.Integer({ default: 5, minimum: 1, description: 'Consecutive failures that mark a server down.', expected: 'a whole number >= 1' }),
+      timeout: Duration('1s', 'Time a probe may take.'),
+      port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Port to probe; default: the server\'s own.', expected: 'a port number from 1 to 65535' })),
+      path: Type.String({ default: '/v2/', pattern: '^/', description: 'http probes: the path requested.', expected: 'a path starting with /' }),
+      expect: Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { default: [200, 401], minItems: 1, description: 'http probes: statuses that count as healthy.', expected: 'a list of HTTP statuses' }),
+      initialState: Type.Union([Type.Literal('up'), Type.Literal('down')], { default: 'up', description: 'State before the first probes decide (Tengine `default_down` = `down`).', expected: 'up or down' })
+    }, 'Active health probes (Tengine\'s `check interval rise fall timeout type port`). Absent: no probes; only passive failures take a server out.', true)),
+    nextUpstream: Section({
+      on: Type.Array(Type.Union(['error', 'timeout', 'invalid_header', 'http_500', 'http_502', 'http_503', 'http_504', 'http_403', 'http_404', 'http_429'].map((c) => Type.Literal(c))), {
+        default: ['error', 'timeout', 'invalid_header', 'http_500', 'http_502', 'http_503', 'http_504'],
+        description: 'When a request goes to the next server (nginx `proxy_next_upstream`); [] = never.',
+        expected: 'a list of error, timeout, invalid_header, http_500, http_502, http_503, http_504, http_403, http_404, http_429'
+      }),
+      tries: Type.Integer({ default: 0, minimum: 0, description: 'Most servers tried per request; 0 = every server once (nginx `proxy_next_upstream_tries`).', expected: 'a whole number >= 0' }),
+      timeout: Duration('0', 'Time budget for all tries of one request; 0 = none (nginx `proxy_next_upstream_timeout`).'),
+      nonIdempotent: Type.Boolean({ default: false, description: 'Also retry POST, PATCH and PUT after they were sent (nginx `non_idempotent`). A body that started streaming is never replayed.' })
+    }, 'Retrying a request on the next server, only while nothing was sent to the client and the request can be replayed.'),
     tls: Section({
       ca: Type.Optional(FilePath('PEM CA bundle that signed the upstream certificates (default: the system CAs).')),
       verify: Type.Boolean({ default: true, description: 'Verify the upstream certificate and name. Turn off only for testing.' })
@@ -90,6 +115,10 @@ export const ConfigSchema = Type.Object({
   limits: Section({
     maxBodySize: Size('300m', 'Largest request body (nginx `client_max_body_size`); 0 = no limit.')
   }, 'Request limits.'),
+  admin: Type.Optional(Section({
+    host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Admin listener address (plain HTTP: keep it private).' }),
+    port: Type.Integer({ default: 9090, minimum: 0, maximum: 65535, description: 'Admin listener port; 0 picks a free one.', expected: 'a port number from 0 to 65535' })
+  }, 'The admin listener: `/healthz`, `/readyz`, `/upstreams` (JSON), `/status` (HTML). Absent: none.', true)),
   log: Section({
     access: Type.String({ default: '-', minLength: 1, description: 'Access log file; `-` = stdout.' }),
     error: Type.String({ default: '-', minLength: 1, description: 'Error log file; `-` = stderr.' }),

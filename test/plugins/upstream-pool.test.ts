@@ -11,10 +11,10 @@ function pool (servers: string): UpstreamPool {
 
 test('smooth weighted round robin: 3:1 interleaves as nginx does and splits exactly over a cycle', async () => {
   const p = pool('[ { url: "http://127.0.0.1:1", weight: 3 }, { url: "http://127.0.0.1:2", weight: 1 } ]')
-  const order = Array.from({ length: 8 }, () => p.pick().address)
+  const order = Array.from({ length: 8 }, () => p.pick()?.address)
   assert.deepEqual(order, ['127.0.0.1:1', '127.0.0.1:1', '127.0.0.1:2', '127.0.0.1:1', '127.0.0.1:1', '127.0.0.1:1', '127.0.0.1:2', '127.0.0.1:1'])
   const counts = new Map<string, number>()
-  for (let i = 0; i < 4000; i++) { const a = p.pick().address; counts.set(a, (counts.get(a) ?? 0) + 1) }
+  for (let i = 0; i < 4000; i++) { const a = (p.pick() as { address: string }).address; counts.set(a, (counts.get(a) ?? 0) + 1) }
   assert.deepEqual([...counts.values()], [3000, 1000])
   await p.close()
 })
