@@ -17,7 +17,8 @@ export function requestBody (req: IncomingMessage, limit: number): IncomingMessa
 
 async function * counted (req: IncomingMessage, limit: number): AsyncIterable<Buffer> {
   let n = 0
-  for await (const chunk of req) {
+  // destroyOnReturn: false, so that an upstream failure does not take the client's connection with it.
+  for await (const chunk of req.iterator({ destroyOnReturn: false })) {
     n += (chunk as Buffer).length
     // Throwing here makes undici abort the upstream request: the registry never sees a clean end.
     if (n > limit) throw new BodyTooLargeError(formatSize(limit))

@@ -89,6 +89,8 @@ function causeOf (err: Error & { code?: string }): Cause {
 
 const DIGEST = /^([a-z0-9]+)(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/
 const REPLAY_ONCE_SENT = new Set(['POST', 'PATCH', 'PUT'])
+/** nginx lingering_time. */
+const LINGER = 30_000
 
 export interface ProxyOptions {
   proto: string
@@ -205,9 +207,16 @@ class Forwarding {
     this.res.on('drain', this.#drain)
   }
 
+  /** The last chunk of a verified download, held back until the digest matched. */
+  last: Buffer | null = null
+
   write (chunk: Buffer, controller: Dispatcher.DispatchController): void {
     this.request.bodyBytesSent += chunk.length
-    this.hash?.update(chunk)
+    if (this.hash !== null) {
+      this.hash.update(chunk)
+      // Without its last bytes the client cannot take a wrong body for a whole one.
+      if (this.request.bodyBytesSent === this.total) { this.last = chunk; return }
+    }
     if (!this.res.write(chunk)) controller.pause()
   }
 
@@ -225,7 +234,7 @@ class Forwarding {
       }
       if (this.pieces > 1) this.request.log.warn({ digest: this.digest, pieces: this.pieces, servers: this.request.upstreamAddress }, 'download resumed from another server and verified')
     }
-    this.res.end()
+    this.res.end(this.last)
   }
 
   failed (attempt: Attempt, err: Error & { code?: string }): void {
@@ -274,8 +283,20 @@ class Forwarding {
 
   finish (error: RegistryErrorShape): void {
     this.finished = true
-    // When the request body may be unread, close rather than let Node drain it.
-    this.request.bodyBytesSent = writeRegistryError(this.res, error, this.body !== null && !this.request.raw.complete)
+    const req = this.request.raw
+    if (this.body !== null && !req.complete) {
+      if (error.registryCode === 'SIZE_INVALID') {
+        // Over the limit: close rather than read on.
+        this.request.bodyBytesSent = writeRegistryError(this.res, error, true)
+        return
+      }
+      // nginx's lingering close: read and drop the rest of the body for a while, so that the client,
+      // still sending, gets to read this answer instead of a reset connection.
+      const timer = setTimeout(() => req.socket?.destroy(), LINGER).unref()
+      req.once('end', () => clearTimeout(timer))
+      req.resume()
+    }
+    this.request.bodyBytesSent = writeRegistryError(this.res, error)
   }
 }
 

@@ -12,6 +12,8 @@ import bodyLimit from '../plugins/body-limit.js'
 import auth from '../plugins/auth.js'
 import access from '../plugins/access.js'
 import upstreamPool from '../plugins/upstream-pool.js'
+import healthProbe from '../plugins/health-probe.js'
+import admin from '../plugins/admin.js'
 import proxy from '../plugins/proxy.js'
 
 export interface AppOptions {
@@ -83,6 +85,8 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     await app.register(access)
   }
   await app.register(upstreamPool)
+  await app.register(healthProbe)
+  await app.register(admin)
   await app.register(proxy)
   return app
 }

@@ -79,7 +79,7 @@ export interface Berth {
 }
 
 /** berth in-process on port 0 in front of `upstreams`; `extra` is YAML appended to the config. */
-export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: string[], extra = '', opts: { plain?: boolean, upstreamTls?: string, log?: string } = {}): Promise<Berth> {
+export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: string[], extra = '', opts: { plain?: boolean, upstreamTls?: string, log?: string, upstream?: string } = {}): Promise<Berth> {
   const c = await testCerts()
   const dir = tempDir(t)
   const yaml = [
@@ -87,8 +87,10 @@ export async function startBerth (t: { after: (fn: () => Promise<void> | void) =
     opts.plain ? '' : `tls: { cert: ${c.cert}, key: ${c.key} }`,
     'upstream:',
     '  servers:',
-    ...upstreams.map((u) => `    - { url: "${u}" }`),
+    // an entry is a URL, or a whole flow mapping for per-server options
+    ...upstreams.map((u) => u.startsWith('{') ? `    - ${u}` : `    - { url: "${u}" }`),
     `  tls: ${opts.upstreamTls ?? `{ ca: ${c.caCert} }`}`,
+    ...(opts.upstream ? opts.upstream.split('\n').map((l) => `  ${l}`) : []),
     `log: { access: access.log, error: error.log, level: debug${opts.log ? `, ${opts.log}` : ''} }`,
     extra
   ].join('\n')

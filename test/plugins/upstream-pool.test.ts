@@ -42,3 +42,66 @@ test('an upstream that accepts TCP but never completes TLS gives 504 after upstr
   assert.equal(registryError(res.body).code, 'UNAVAILABLE')
   assert.ok(Date.now() - started < 3000)
 })
+
+test('backup servers get traffic only while every primary is unavailable', async () => {
+  const p = pool('[ { url: "http://127.0.0.1:1" }, { url: "http://127.0.0.1:2" }, { url: "http://127.0.0.1:3", backup: true } ]')
+  const [a, b, c] = p.servers
+  const picks = () => new Set(Array.from({ length: 6 }, () => p.pick()?.address))
+  assert.deepEqual(picks(), new Set([a.address, b.address]))
+  a.state = 'down'
+  assert.deepEqual(picks(), new Set([b.address]))
+  b.downUntil = Date.now() + 60_000
+  assert.deepEqual(picks(), new Set([c.address]))
+  c.state = 'down'
+  assert.equal(p.pick(), null)
+  assert.equal(p.anyAvailable(), false)
+  b.downUntil = 0
+  assert.equal(p.pick()?.address, b.address)
+  assert.equal(p.pick(new Set([b])), null, 'skips servers already tried')
+  await p.close()
+})
+
+test('least_conn picks the server with the fewest active requests per weight', async () => {
+  const p = new UpstreamPool(parseConfig('upstream: { balance: least_conn, servers: [ { url: "http://127.0.0.1:1", weight: 2 }, { url: "http://127.0.0.1:2" } ] }', '/x.yaml'))
+  const [a, b] = p.servers
+  a.active = 3
+  b.active = 1
+  assert.equal(p.pick(), b) // 1/1 < 3/2
+  b.active = 2
+  assert.equal(p.pick(), a) // 3/2 < 2/1
+  a.active = 0
+  b.active = 0
+  const n = new Map<string, number>()
+  for (let i = 0; i < 300; i++) { const s = p.pick() as typeof a; n.set(s.address, (n.get(s.address) ?? 0) + 1) }
+  assert.deepEqual([...n.values()], [200, 100], 'idle servers share by weight')
+  await p.close()
+})
+
+test('passive failures: maxFails within failTimeout take a server out for failTimeout; maxFails 0 never', async () => {
+  const p = pool('[ { url: "http://127.0.0.1:1", maxFails: 2, failTimeout: 10s }, { url: "http://127.0.0.1:2", maxFails: 0 } ]')
+  const [a, b] = p.servers
+  const t0 = 1_000_000
+  p.passiveFailure(a, t0)
+  assert.equal(UpstreamPool.available(a, t0), true)
+  p.passiveFailure(a, t0 + 11_000) // the first one is outside the window
+  assert.equal(UpstreamPool.available(a, t0 + 11_000), true)
+  p.passiveFailure(a, t0 + 12_000)
+  assert.equal(UpstreamPool.available(a, t0 + 12_000), false)
+  assert.equal(UpstreamPool.available(a, t0 + 21_999), false)
+  assert.equal(UpstreamPool.available(a, t0 + 22_000), true)
+  for (let i = 0; i < 100; i++) p.passiveFailure(b, t0)
+  assert.equal(UpstreamPool.available(b, t0), true)
+  assert.equal(b.failures, 100)
+  await p.close()
+})
+
+test('the probe state machine: fall failures mark down, rise successes mark up, from either initial state', async () => {
+  const { recordProbe } = await import('../../plugins/health-probe.js')
+  const s = { state: 'up' as 'up' | 'down', successes: 0, failuresInARow: 0 }
+  assert.deepEqual([false, false].map((ok) => recordProbe(s, ok, 2, 3)), [null, null])
+  assert.equal(recordProbe(s, true, 2, 3), null, 'a success resets the failures')
+  assert.deepEqual([false, false, false].map((ok) => recordProbe(s, ok, 2, 3)), [null, null, 'down'])
+  assert.deepEqual([true, false, true, true].map((ok) => recordProbe(s, ok, 2, 3)), [null, null, null, 'up'])
+  const d = { state: 'down' as 'up' | 'down', successes: 0, failuresInARow: 0 }
+  assert.deepEqual([true, true].map((ok) => recordProbe(d, ok, 2, 3)), [null, 'up'], 'initialState down (Tengine default_down)')
+})
