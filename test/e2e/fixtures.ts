@@ -55,16 +55,18 @@ async function httpsStatus (port: number, ca: Buffer, path = '/v2/'): Promise<nu
 export interface Registry extends Proc { port: number, url: string, dir: string }
 
 /** `docker-registry serve config.yml` with TLS on a free loopback port. */
-export async function startRegistry (t: { after: (fn: () => Promise<void>) => void }, dir: string): Promise<Registry> {
+export async function startRegistry (t: { after: (fn: () => Promise<void>) => void }, dir: string, opts: { storage?: string, port?: number } = {}): Promise<Registry> {
   requireTool('docker-registry', 'docker-registry')
   const c = await testCerts()
-  const port = await freePort()
-  mkdirSync(join(dir, 'storage'), { recursive: true })
+  const port = opts.port ?? await freePort()
+  const storage = opts.storage ?? join(dir, 'storage')
+  mkdirSync(storage, { recursive: true })
+  mkdirSync(dir, { recursive: true })
   const config = join(dir, 'registry.yml')
   writeFileSync(config, [
     'version: 0.1',
     'log: { level: warn, accesslog: { disabled: true } }',
-    `storage: { filesystem: { rootdirectory: ${join(dir, 'storage')} }, delete: { enabled: true } }`,
+    `storage: { filesystem: { rootdirectory: ${storage} }, delete: { enabled: true } }`,
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '  secret: berth-e2e-shared-secret',
@@ -82,7 +84,7 @@ export async function startRegistry (t: { after: (fn: () => Promise<void>) => vo
 export interface BerthProc extends Proc { port: number, configFile: string }
 
 /** `berth start --config FILE` in a child process, exactly as the Docker image runs it. */
-export async function startBerthProcess (t: { after: (fn: () => Promise<void>) => void }, dir: string, upstreams: string[], extra = ''): Promise<BerthProc> {
+export async function startBerthProcess (t: { after: (fn: () => Promise<void>) => void }, dir: string, upstreams: string[], extra = '', upstreamExtra = ''): Promise<BerthProc> {
   const c = await testCerts()
   const configFile = join(dir, 'berth.yaml')
   writeFileSync(configFile, [
@@ -91,6 +93,7 @@ export async function startBerthProcess (t: { after: (fn: () => Promise<void>) =
     'upstream:',
     `  servers: [ ${upstreams.map((u) => `{ url: "${u}" }`).join(', ')} ]`,
     `  tls: { ca: ${c.caCert} }`,
+    ...(upstreamExtra ? upstreamExtra.split('\n').map((l) => `  ${l}`) : []),
     'log: { access: access.log, error: "-" }',
     extra
   ].join('\n'))
