@@ -92,6 +92,13 @@ const REPLAY_ONCE_SENT = new Set(['POST', 'PATCH', 'PUT'])
 /** nginx lingering_time. */
 const LINGER = 30_000
 
+/** A request can go to another server only if it can be replayed there (nginx's rules, stricter for bodies). */
+export function canReplay (method: string, hasBody: boolean, sent: boolean, nonIdempotent: boolean): boolean {
+  if (!sent) return true // nothing reached the failed server; the body was not read
+  if (hasBody) return false // a body that started streaming can never be replayed
+  return !REPLAY_ONCE_SENT.has(method) || nonIdempotent
+}
+
 export interface ProxyOptions {
   proto: string
   limit: number
@@ -187,11 +194,8 @@ class Forwarding {
     return this.opts.budget === 0 || Date.now() - this.startedAt < this.opts.budget
   }
 
-  /** A request can go to another server only if it can be replayed there. */
   replayable (attempt: Attempt): boolean {
-    if (!attempt.sent) return true // nothing reached the failed server; the body was not read
-    if (this.body !== null) return false // a body that started streaming can never be replayed
-    return !REPLAY_ONCE_SENT.has(this.request.raw.method ?? '') || this.opts.nonIdempotent
+    return canReplay(this.request.raw.method ?? '', this.body !== null, attempt.sent, this.opts.nonIdempotent)
   }
 
   /** Should a response with this status go to the next server instead of to the client? */

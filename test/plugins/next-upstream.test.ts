@@ -182,3 +182,16 @@ test('a resumed download whose pieces do not add up to the digest is cut off, ne
   const tag = await download(berth, '/v2/a/manifests/latest')
   assert.ok(tag.outcome === 'cut' || tag.status === 200)
 })
+
+test('the replay rules for each method and body state', async () => {
+  const { canReplay } = await import('../../plugins/proxy.js')
+  for (const method of ['GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PATCH', 'PUT']) {
+    assert.equal(canReplay(method, false, false, false), true, `${method}: never reached the server`)
+    assert.equal(canReplay(method, true, false, false), true, `${method} with a body that was never read`)
+    assert.equal(canReplay(method, true, true, false), false, `${method} with a body that started streaming`)
+    assert.equal(canReplay(method, true, true, true), false, `${method}: a started body, even with nonIdempotent`)
+    const idempotent = !['POST', 'PATCH', 'PUT'].includes(method)
+    assert.equal(canReplay(method, false, true, false), idempotent, `${method} without a body, sent`)
+    assert.equal(canReplay(method, false, true, true), true, `${method} without a body, sent, nonIdempotent`)
+  }
+})
