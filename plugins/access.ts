@@ -28,13 +28,19 @@ function mountSources (request: FastifyRequest): string[] {
 export default fp(async function access (fastify) {
   const cfg = fastify.berthConfig.auth
   if (!cfg) throw new Error('berth-access registered without an auth section')
-  const policy = new AccessPolicy(cfg)
-  const challengeValue = fastify.authState.challenge
+  let policy = new AccessPolicy(cfg)
+  fastify.onReload({
+    name: 'access',
+    async prepare (next) {
+      const fresh = new AccessPolicy(next.auth as NonNullable<typeof next.auth>)
+      return { commit () { policy = fresh } }
+    }
+  })
 
   fastify.addHook('onRequest', (request, reply, done) => {
     const action = request.registryAction
     const user = request.user?.name ?? null
-    const refuse = () => done(user === null ? challenge(reply, challengeValue) : new DeniedError())
+    const refuse = () => done(user === null ? challenge(reply, fastify.authState.challenge) : new DeniedError())
     if (action === null || action.kind === 'other') {
       // Deny by default: a path that is not a registry API call berth understands is not forwarded,
       // so no endpoint (today's or a future one) can act on a repository unchecked.

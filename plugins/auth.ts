@@ -33,19 +33,36 @@ export function challenge (reply: FastifyReply, value: string): Error {
 export default fp(async function auth (fastify) {
   const cfg = fastify.berthConfig.auth
   if (!cfg) throw new Error('berth-auth registered without an auth section')
-  const users = await UserStore.open(cfg.htpasswd, cfg.cacheSize)
+  let users = await UserStore.open(cfg.htpasswd, cfg.cacheSize)
   users.watch(fastify.log)
   const throttle = new Throttle(cfg.throttle)
-  const challengeValue = `Basic realm="${cfg.realm}"`
-  fastify.decorate('authState', { users, throttle, challenge: challengeValue })
+  let challengeValue = `Basic realm="${cfg.realm}"`
+  fastify.decorate('authState', { getter: () => ({ users, throttle, challenge: challengeValue }) })
   fastify.addHook('onClose', async () => { users.close() })
+  // Reload: a new user store (the file may have moved), new throttle limits (counters kept), new realm.
+  fastify.onReload({
+    name: 'auth',
+    async prepare (next) {
+      const auth = next.auth as NonNullable<typeof next.auth>
+      const fresh = await UserStore.open(auth.htpasswd, auth.cacheSize)
+      return {
+        commit () {
+          users.close()
+          users = fresh
+          users.watch(fastify.log)
+          throttle.update(auth.throttle)
+          challengeValue = `Basic realm="${auth.realm}"`
+        }
+      }
+    }
+  })
 
   await fastify.register(basicAuth, {
     strictCredentials: false,
     utf8: true,
     authenticate: false,
     async validate (username, password, req) {
-      const user = await users.verify(username, password)
+      const user = await users.verify(username, password) // the store in force now
       if (user === null) throw new UnauthorizedError()
       req.user = { name: user }
     }

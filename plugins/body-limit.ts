@@ -27,11 +27,10 @@ async function * counted (req: IncomingMessage, limit: number): AsyncIterable<Bu
 }
 
 export default fp(async function bodyLimit (fastify) {
-  const limit = fastify.berthConfig.limits.maxBodySize
-  if (limit === 0) return
   fastify.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+    const limit = fastify.berthConfig.limits.maxBodySize
     const cl = request.headers['content-length']
-    if (cl !== undefined && Number(cl) > limit) {
+    if (limit > 0 && cl !== undefined && Number(cl) > limit) {
       // The body is not read: close the connection rather than let Node drain hundreds of megabytes.
       reply.header('connection', 'close')
       done(new BodyTooLargeError(formatSize(limit)))

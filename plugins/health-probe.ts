@@ -92,12 +92,16 @@ export function startProbing (s: Upstream, check: HealthCheck, tls: { ca?: Buffe
 }
 
 export default fp(async function healthProbe (fastify) {
-  const { healthCheck, tls } = fastify.berthConfig.upstream
-  if (!healthCheck) return
-  const tlsOpts = { ca: tls.ca ? readFileSync(tls.ca) : undefined, verify: tls.verify }
   let stops: Array<() => void> = []
-  fastify.addHook('onReady', async () => {
+  const start = (config: BerthConfig) => {
+    for (const stop of stops) stop()
+    const { healthCheck, tls } = config.upstream
+    if (!healthCheck) { stops = []; return }
+    const tlsOpts = { ca: tls.ca ? readFileSync(tls.ca) : undefined, verify: tls.verify }
     stops = fastify.upstreams.servers.map((s) => startProbing(s, healthCheck, tlsOpts, fastify.log))
-  })
+  }
+  fastify.addHook('onReady', async () => { start(fastify.berthConfig) })
   fastify.addHook('onClose', async () => { for (const stop of stops) stop() })
+  // Reload: probe the new server list with the new settings (registered after the pool, so it runs after).
+  fastify.onReload({ name: 'health-probe', async prepare (next) { return { commit () { start(next) } } } })
 }, { name: 'berth-health-probe', fastify: '5.x', dependencies: ['berth-upstream-pool'] })

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { requestBody } from './body-limit.js'
 import type { Upstream, UpstreamPool } from './upstream-pool.js'
+import type { BerthConfig } from '../src/config/schema.js'
 import { createHash, type Hash } from 'node:crypto'
 import {
   UpstreamTimeoutError, UpstreamUnavailableError, writeRegistryError, type RegistryErrorShape
@@ -417,17 +418,24 @@ function forward (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, 
 }
 
 export default fp(async function proxy (fastify) {
-  const { upstream, tls, limits } = fastify.berthConfig
-  const opts: ProxyOptions = {
-    proto: tls ? 'https' : 'http',
-    limit: limits.maxBodySize,
-    retryOn: new Set(upstream.nextUpstream.on),
-    tries: upstream.nextUpstream.tries,
-    budget: upstream.nextUpstream.timeout,
-    nonIdempotent: upstream.nextUpstream.nonIdempotent
-  }
-  const sweeper = new IdleSweeper(upstream.timeouts.idle)
+  const options = (config: BerthConfig): ProxyOptions => ({
+    proto: config.tls ? 'https' : 'http',
+    limit: config.limits.maxBodySize,
+    retryOn: new Set(config.upstream.nextUpstream.on),
+    tries: config.upstream.nextUpstream.tries,
+    budget: config.upstream.nextUpstream.timeout,
+    nonIdempotent: config.upstream.nextUpstream.nonIdempotent
+  })
+  let opts = options(fastify.berthConfig)
+  const sweeper = new IdleSweeper(fastify.berthConfig.upstream.timeouts.idle)
   fastify.addHook('onClose', async () => { sweeper.close() })
+  fastify.onReload({
+    name: 'proxy',
+    async prepare (next) {
+      const fresh = options(next)
+      return { commit () { opts = fresh; sweeper.idle = next.upstream.timeouts.idle } }
+    }
+  })
   await fastify.register(async function routes (instance) {
     // Every body passes through untouched: drop Fastify's buffering JSON and text parsers first.
     instance.removeAllContentTypeParsers()

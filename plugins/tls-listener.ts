@@ -4,6 +4,7 @@
 import fp from 'fastify-plugin'
 import type { TLSSocket } from 'node:tls'
 import type { Server } from 'node:https'
+import { secureContextOptions } from '../src/tls.js'
 
 export default fp(async function tlsListener (fastify) {
   if (!fastify.berthConfig.tls) {
@@ -12,6 +13,14 @@ export default fp(async function tlsListener (fastify) {
   }
   const server = fastify.server as Server
   server.on('secureConnection', (socket: TLSSocket) => { socket.disableRenegotiation() })
+  // Reload: new certificates for new connections; open connections keep theirs.
+  fastify.onReload({
+    name: 'tls',
+    async prepare (next) {
+      const options = next.tls ? secureContextOptions(next.tls) : null
+      return { commit () { if (options !== null) server.setSecureContext(options) } }
+    }
+  })
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     fastify.log.debug({ err: { message: err.message, code: err.code }, client: socket.remoteAddress }, 'TLS handshake failed')
   })

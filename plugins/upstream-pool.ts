@@ -22,10 +22,10 @@ export interface Upstream {
   readonly https: boolean
   /** The name the upstream certificate is checked against (its own URL's host, never the client's Host). */
   readonly servername: string
-  readonly weight: number
-  readonly backup: boolean
-  readonly maxFails: number
-  readonly failTimeout: number
+  weight: number
+  backup: boolean
+  maxFails: number
+  failTimeout: number
   readonly dispatcher: Pool
   /** Active probe state: `down` servers get no traffic. */
   state: 'up' | 'down'
@@ -79,16 +79,28 @@ function createDispatcher (url: URL, config: BerthConfig): Pool {
   })
 }
 
+/** What a server's connections depend on: when it changes, a reload makes new dispatchers. */
+const dispatcherKey = (config: BerthConfig) => JSON.stringify([config.upstream.tls, config.upstream.timeouts])
+
 export class UpstreamPool {
   readonly servers: Upstream[]
   readonly balance: 'round_robin' | 'least_conn'
+  readonly dispatcherKey: string
 
-  constructor (config: BerthConfig) {
+  /** With `previous` (a reload): servers that stay keep their health state, counters and, when the TLS and
+   * timeout settings are unchanged, their kept-alive connections. */
+  constructor (config: BerthConfig, previous: UpstreamPool | null = null) {
     const initial = config.upstream.healthCheck?.initialState ?? 'up'
     this.balance = config.upstream.balance
+    this.dispatcherKey = dispatcherKey(config)
+    const sameConnections = previous !== null && previous.dispatcherKey === this.dispatcherKey
     this.servers = config.upstream.servers.map((s) => {
       const url = new URL(s.url)
-      return {
+      const before = previous?.servers.find((p) => p.url === url.origin)
+      if (before !== undefined && sameConnections) {
+        return Object.assign(before, { weight: s.weight, backup: s.backup, maxFails: s.maxFails, failTimeout: s.failTimeout })
+      }
+      const fresh: Upstream = {
         url: url.origin,
         address: url.host,
         hostname: url.hostname.replace(/^\[|\]$/g, ''),
@@ -112,6 +124,11 @@ export class UpstreamPool {
         failures: 0,
         current: 0
       }
+      if (before !== undefined) {
+        const { state, successes, failuresInARow, lastProbe, passiveFails, passiveWindowStart, downUntil, requests, failures } = before
+        Object.assign(fresh, { state, successes, failuresInARow, lastProbe, passiveFails, passiveWindowStart, downUntil, requests, failures })
+      }
+      return fresh
     })
   }
 
@@ -192,7 +209,23 @@ export class UpstreamPool {
 }
 
 export default fp(async function upstreamPool (fastify) {
-  const pool = new UpstreamPool(fastify.berthConfig)
-  fastify.decorate('upstreams', pool)
+  let pool = new UpstreamPool(fastify.berthConfig)
+  fastify.decorate('upstreams', { getter: () => pool })
   fastify.addHook('onClose', async () => { await pool.close() })
+  fastify.onReload({
+    name: 'upstreams',
+    async prepare (next) {
+      const fresh = new UpstreamPool(next, pool)
+      const kept = new Set(fresh.servers.map((s) => s.dispatcher))
+      return {
+        commit () {
+          const old = pool
+          pool = fresh
+          // Dispatchers no longer used close once their requests in flight are done.
+          for (const s of old.servers) if (!kept.has(s.dispatcher)) void s.dispatcher.close()
+        },
+        abort () { for (const s of fresh.servers) if (!pool.servers.some((p) => p.dispatcher === s.dispatcher)) void s.dispatcher.close() }
+      }
+    }
+  })
 }, { name: 'berth-upstream-pool', fastify: '5.x' })

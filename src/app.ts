@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { BerthConfig } from './config/schema.js'
 import type { Logs } from './logging.js'
 import { serverTlsOptions } from './tls.js'
+import { applyReload, type Reloadable } from './reload.js'
 import { API_VERSION, API_VERSION_HEADER, BadRequestError, NotFoundError, ShuttingDownError, registryErrorBody, type RegistryErrorShape } from './errors.js'
 import tlsListener from '../plugins/tls-listener.js'
 import requestTarget from '../plugins/request-target.js'
@@ -60,7 +61,24 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   // upload is refused before the client sends its body.
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => { app.server.emit('request', req, res) })
 
-  app.decorate('berthConfig', config)
+  // One reference to the running configuration; a reload swaps it after every part committed.
+  let current = config
+  app.decorate('berthConfig', { getter: () => current })
+  const reloadables: Reloadable[] = []
+  app.decorate('onReload', (part: Reloadable) => { reloadables.push(part) })
+  app.decorate('reloads', { ok: 0, failed: 0 })
+  app.decorate('reload', async (next: BerthConfig) => {
+    try {
+      const { config: applied, notes } = await applyReload(reloadables, current, next)
+      current = applied
+      opts.logs.logger.level = applied.log.level
+      app.reloads.ok++
+      return notes
+    } catch (err) {
+      app.reloads.failed++
+      throw err
+    }
+  })
   app.decorateRequest('user', null)
   app.setErrorHandler((err: FastifyError & RegistryErrorShape, request, reply) => {
     if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'request failed')

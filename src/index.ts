@@ -1,11 +1,13 @@
 // berth's public types: the contract between built-in plugins and the plugins users write.
 import type { BerthConfig } from './config/schema.js'
 import type { UpstreamPool } from '../plugins/upstream-pool.js'
+import type { Reloadable } from './reload.js'
 
 export type { BerthConfig, BerthConfigInput } from './config/schema.js'
 export type { UpstreamPool, Upstream } from '../plugins/upstream-pool.js'
 export { loadConfig, parseConfig } from './config/load.js'
 export { buildApp } from './app.js'
+export type { Reloadable, Prepared } from './reload.js'
 
 /** What a registry request asks for, parsed once from the request path. */
 export interface RegistryAction {
@@ -24,9 +26,15 @@ export interface BerthUser {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The configuration berth runs with (read-only for plugins). */
+    /** The configuration berth runs with (read-only for plugins; a reload swaps it whole). */
     berthConfig: BerthConfig
     upstreams: UpstreamPool
+    /** Registers a part that follows reloads (see src/reload.ts). */
+    onReload (part: Reloadable): void
+    /** Applies a validated configuration (SIGHUP); resolves with what needs a restart, rejects when refused. */
+    reload (next: BerthConfig): Promise<string[]>
+    /** Reload outcomes so far. */
+    reloads: { ok: number, failed: number }
   }
   interface FastifyRequest {
     registryAction: RegistryAction | null

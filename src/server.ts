@@ -9,6 +9,7 @@ import type { BerthConfig } from './config/schema.js'
 import { createLogs } from './logging.js'
 import { buildApp } from './app.js'
 import { makeCerts, trustInstructions } from './certs.js'
+import type { ConfigError } from './errors.js'
 
 export interface StartOptions {
   /** Create a development CA and certificate when the configured ones are missing (`npm start`). */
@@ -41,25 +42,46 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     logs.reopen()
     app.log.info('log files reopened')
   }
+  // SIGHUP: re-read the config and every file it names; apply it whole, or keep the running one.
+  let reloading = Promise.resolve()
+  const onHup = () => {
+    reloading = reloading.then(async () => {
+      try {
+        const next = await loadConfig(configFile)
+        const notes = await app.reload(next)
+        app.log.info({ file: next.file, needsRestart: notes }, notes.length > 0 ? 'configuration reloaded; some changes need a restart' : 'configuration reloaded')
+      } catch (err) {
+        const problems = (err as ConfigError).problems ?? [(err as Error).message]
+        app.log.error({ file: configFile, problems }, 'reload refused: the running configuration stays in force')
+      }
+    })
+  }
+  // SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to drainTimeout), answer new
+  // requests on open connections with 503 + Connection: close, then exit 0.
   let closing = false
   const onStop = (signal: NodeJS.Signals) => {
     if (closing) return
     closing = true
-    app.log.info({ signal }, 'closing')
-    app.close().then(() => {
-      logs.flush()
-      process.exit(0)
-    }, (err: Error) => {
+    const drainTimeout = app.berthConfig.shutdown.drainTimeout
+    app.log.info({ signal, drainTimeout }, 'draining: no new connections; requests in flight may finish')
+    const exit = (code: number) => { logs.flush(); process.exit(code) }
+    setTimeout(() => {
+      app.log.warn('drain timeout: closing the connections still open')
+      app.server.closeAllConnections()
+    }, drainTimeout).unref()
+    setTimeout(() => exit(0), drainTimeout + 900).unref()
+    app.close().then(() => exit(0), (err: Error) => {
       app.log.error({ err }, 'close failed')
-      logs.flush()
-      process.exit(1)
+      exit(1)
     })
   }
   process.on('SIGUSR1', onUsr1)
+  process.on('SIGHUP', onHup)
   process.on('SIGTERM', onStop)
   process.on('SIGINT', onStop)
   app.addHook('onClose', async () => {
     process.off('SIGUSR1', onUsr1)
+    process.off('SIGHUP', onHup)
     process.off('SIGTERM', onStop)
     process.off('SIGINT', onStop)
   })

@@ -4,12 +4,19 @@
 interface Record { count: number, windowStart: number, blockedUntil: number }
 
 export class Throttle {
-  readonly failures: number
-  readonly window: number
-  readonly block: number
+  failures: number
+  window: number
+  block: number
   #byAddress = new Map<string, Record>()
 
   constructor (opts: { failures: number, window: number, block: number }) {
+    this.failures = opts.failures
+    this.window = opts.window
+    this.block = opts.block
+  }
+
+  /** New limits (a reload); the counters stay. */
+  update (opts: { failures: number, window: number, block: number }): void {
     this.failures = opts.failures
     this.window = opts.window
     this.block = opts.block

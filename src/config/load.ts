@@ -117,6 +117,7 @@ function ruleProblems (config: BerthConfig): string[] {
 
 function resolvePaths (config: BerthConfig, dir: string): void {
   if (config.auth) config.auth.htpasswd = resolve(dir, config.auth.htpasswd)
+  for (const p of config.plugins) p.path = resolve(dir, p.path)
   if (config.tls) {
     config.tls.cert = resolve(dir, config.tls.cert)
     config.tls.key = resolve(dir, config.tls.key)

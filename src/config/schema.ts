@@ -119,6 +119,19 @@ export const ConfigSchema = Type.Object({
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Admin listener address (plain HTTP: keep it private).' }),
     port: Type.Integer({ default: 9090, minimum: 0, maximum: 65535, description: 'Admin listener port; 0 picks a free one.', expected: 'a port number from 0 to 65535' })
   }, 'The admin listener: `/healthz`, `/readyz`, `/upstreams` (JSON), `/status` (HTML). Absent: none.', true)),
+  pressure: Section({
+    maxEventLoopDelay: Duration('1s', 'Event loop delay above which new requests get 503 with `Retry-After`; 0 = off.'),
+    maxHeapUsed: Size('0', 'V8 heap above which new requests get 503; 0 = off.'),
+    maxRss: Size('0', 'Resident set above which new requests get 503; 0 = off.'),
+    retryAfter: Duration('10s', 'The `Retry-After` of those 503s.')
+  }, 'Load shedding (@fastify/under-pressure): an overloaded berth refuses new requests instead of collapsing. The admin listener keeps answering.'),
+  shutdown: Section({
+    drainTimeout: Duration('30s', 'On SIGTERM/SIGINT: how long requests in flight (uploads included) may take to finish before berth exits anyway.')
+  }, 'Graceful shutdown.'),
+  plugins: Type.Array(Type.Object({
+    path: FilePath('A module (.ts or .js) whose default export is a Fastify plugin; relative to the config file.'),
+    options: Type.Record(Type.String(), Type.Unknown(), { default: {}, description: 'Passed to the plugin as its options.', expected: 'a map of options' })
+  }, { additionalProperties: false }), { default: [], description: 'Custom plugins, loaded in order, each encapsulated, after auth and before the proxy. See "Custom plugins".', expected: 'a list of { path, options }' }),
   log: Section({
     access: Type.String({ default: '-', minLength: 1, description: 'Access log file; `-` = stdout.' }),
     error: Type.String({ default: '-', minLength: 1, description: 'Error log file; `-` = stderr.' }),

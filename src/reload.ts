@@ -1,0 +1,66 @@
+// Reload (SIGHUP) in two phases, so that a new configuration is applied whole or not at all: every
+// part builds what the new configuration needs without touching the running state (prepare), and only
+// when all of them succeeded does each swap its one reference (commit).
+import { isDeepStrictEqual } from 'node:util'
+import type { BerthConfig } from './config/schema.js'
+
+export interface Prepared {
+  /** Swaps the prepared state in; must not fail. */
+  commit (): void
+  /** Drops what prepare built (the reload was refused elsewhere). */
+  abort? (): void
+}
+
+export interface Reloadable {
+  name: string
+  prepare (next: BerthConfig): Promise<Prepared>
+}
+
+/** Changes a running berth cannot apply: the new configuration keeps the running values for these. */
+export function restartOnly (current: BerthConfig, next: BerthConfig): { notes: string[], refused: string[] } {
+  const notes: string[] = []
+  const refused: string[] = []
+  const differ = (a: unknown, b: unknown) => !isDeepStrictEqual(a, b)
+  if (differ(current.listen, next.listen)) notes.push('listen: the listener address changes only with a restart')
+  if (differ(current.admin, next.admin)) notes.push('admin: the admin listener changes only with a restart')
+  if (current.log.access !== next.log.access || current.log.error !== next.log.error || current.log.format !== next.log.format) {
+    notes.push('log: log files and format change only with a restart (the level applies now)')
+  }
+  if (differ(current.pressure, next.pressure)) notes.push('pressure: load-shedding thresholds change only with a restart')
+  if (differ(current.plugins, next.plugins)) notes.push('plugins: the plugin list changes only with a restart')
+  if ((current.tls === undefined) !== (next.tls === undefined)) refused.push('tls: turning TLS on or off needs a restart')
+  if ((current.auth === undefined) !== (next.auth === undefined)) refused.push('auth: turning authentication on or off needs a restart')
+  return { notes, refused }
+}
+
+/** The configuration that will really run: `next`, with the running values where a restart is needed. */
+export function effective (current: BerthConfig, next: BerthConfig): BerthConfig {
+  const merged = { ...next, listen: current.listen, admin: current.admin, pressure: current.pressure, plugins: current.plugins, log: { ...next.log, access: current.log.access, error: current.log.error, format: current.log.format } }
+  Object.defineProperty(merged, 'file', { value: next.file, enumerable: false })
+  return merged as BerthConfig
+}
+
+export class ReloadRefusedError extends Error {
+  code = 'BERTH_ERR_RELOAD_REFUSED'
+  problems: string[]
+  constructor (problems: string[]) {
+    super(`reload refused: ${problems.join('; ')}`)
+    this.problems = problems
+  }
+}
+
+/** Prepares every part, then commits every part; on any failure nothing changes. */
+export async function applyReload (parts: Reloadable[], current: BerthConfig, next: BerthConfig): Promise<{ config: BerthConfig, notes: string[] }> {
+  const { notes, refused } = restartOnly(current, next)
+  if (refused.length > 0) throw new ReloadRefusedError(refused)
+  const config = effective(current, next)
+  const prepared: Prepared[] = []
+  try {
+    for (const part of parts) prepared.push(await part.prepare(config))
+  } catch (err) {
+    for (const p of prepared) p.abort?.()
+    throw err
+  }
+  for (const p of prepared) p.commit()
+  return { config, notes }
+}
