@@ -15,9 +15,11 @@ import { TooManyFailuresError, UnauthorizedError, type RegistryErrorShape } from
 declare module 'fastify' {
   interface FastifyInstance {
     /** The htpasswd users and the throttle (read-only for plugins; status and metrics read them). */
-    authState: { users: UserStore, throttle: Throttle, challenge: string }
+    authState: { users: UserStore, throttle: Throttle, challenge: string, stats: AuthStats }
   }
 }
+
+export interface AuthStats { successes: number, failures: number, throttled: number }
 
 export function clientAddress (request: FastifyRequest): string {
   const a = request.raw.socket.remoteAddress ?? ''
@@ -37,7 +39,8 @@ export default fp(async function auth (fastify) {
   users.watch(fastify.log)
   const throttle = new Throttle(cfg.throttle)
   let challengeValue = `Basic realm="${cfg.realm}"`
-  fastify.decorate('authState', { getter: () => ({ users, throttle, challenge: challengeValue }) })
+  const stats: AuthStats = { successes: 0, failures: 0, throttled: 0 }
+  fastify.decorate('authState', { getter: () => ({ users, throttle, challenge: challengeValue, stats }) })
   fastify.addHook('onClose', async () => { users.close() })
   // Reload: a new user store (the file may have moved), new throttle limits (counters kept), new realm.
   fastify.onReload({
@@ -74,12 +77,14 @@ export default fp(async function auth (fastify) {
     const address = clientAddress(request)
     const wait = throttle.blockedFor(address)
     if (wait > 0) {
+      stats.throttled++
       reply.header('retry-after', String(Math.ceil(wait / 1000)))
       done(new TooManyFailuresError())
       return
     }
     fastify.basicAuth(request, reply, (err?: Error) => {
-      if (err === undefined || err === null) { done(); return }
+      if (err === undefined || err === null) { stats.successes++; done(); return }
+      stats.failures++
       if (throttle.fail(address)) request.log.warn({ client: address, blockMs: throttle.block }, 'too many failed logins: address blocked')
       // A malformed header (not base64, no colon, another scheme) gets the same 401 as a wrong password.
       done((err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? (reply.header('www-authenticate', challengeValue), err) : challenge(reply, challengeValue))

@@ -5,7 +5,7 @@ import type { BerthConfig } from './config/schema.js'
 import type { Logs } from './logging.js'
 import { serverTlsOptions } from './tls.js'
 import { applyReload, type Reloadable } from './reload.js'
-import { API_VERSION, API_VERSION_HEADER, BadRequestError, NotFoundError, ShuttingDownError, registryErrorBody, type RegistryErrorShape } from './errors.js'
+import { API_VERSION, API_VERSION_HEADER, BadRequestError, NotFoundError, ShuttingDownError, registryError, registryErrorBody, type RegistryErrorShape } from './errors.js'
 import tlsListener from '../plugins/tls-listener.js'
 import requestTarget from '../plugins/request-target.js'
 import accessLog from '../plugins/access-log.js'
@@ -15,6 +15,9 @@ import access from '../plugins/access.js'
 import upstreamPool from '../plugins/upstream-pool.js'
 import healthProbe from '../plugins/health-probe.js'
 import admin from '../plugins/admin.js'
+import pressure from '../plugins/pressure.js'
+import metrics from '../plugins/metrics.js'
+import { registerUserPlugins } from './user-plugins.js'
 import proxy from '../plugins/proxy.js'
 
 export interface AppOptions {
@@ -65,6 +68,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   let current = config
   app.decorate('berthConfig', { getter: () => current })
   const reloadables: Reloadable[] = []
+  app.decorate('registryError', registryError)
   app.decorate('onReload', (part: Reloadable) => { reloadables.push(part) })
   app.decorate('reloads', { ok: 0, failed: 0 })
   app.decorate('reload', async (next: BerthConfig) => {
@@ -95,16 +99,22 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   })
 
   await app.register(tlsListener)
-  await app.register(accessLog, { logs: opts.logs }) // first, so that refused requests are logged too
+  // The pool, its probes and the admin listener first: metrics and the status page read them.
+  await app.register(upstreamPool)
+  await app.register(healthProbe)
+  await app.register(admin)
+  // Then the request path, in the order a request meets it. Logging and metrics first, so that refused
+  // requests are logged and counted too.
+  await app.register(accessLog, { logs: opts.logs })
+  await app.register(metrics)
+  await app.register(pressure)
   await app.register(requestTarget)
   await app.register(bodyLimit)
   if (config.auth) {
     await app.register(auth)
     await app.register(access)
   }
-  await app.register(upstreamPool)
-  await app.register(healthProbe)
-  await app.register(admin)
+  await registerUserPlugins(app, config)
   await app.register(proxy)
   return app
 }

@@ -26,6 +26,7 @@ export const UnauthorizedError = family('BERTH_ERR_UNAUTHORIZED', 'authenticatio
 export const DeniedError = family('BERTH_ERR_DENIED', 'requested access to the resource is denied', 403, 'DENIED')
 export const TooManyFailuresError = family('BERTH_ERR_THROTTLED', 'too many failed login attempts from this address; retry later', 429, 'TOOMANYREQUESTS')
 export const NameInvalidError = family('BERTH_ERR_NAME_INVALID', 'invalid repository name', 400, 'NAME_INVALID')
+export const OverloadedError = family('BERTH_ERR_OVERLOADED', 'berth is overloaded; retry later', 503, 'UNAVAILABLE')
 export const InternalError = family('BERTH_ERR_INTERNAL', 'internal error', 500, 'UNKNOWN')
 export const NotFoundError = family('BERTH_ERR_NOT_FOUND', 'not a registry API path', 404, 'UNSUPPORTED')
 
@@ -39,6 +40,11 @@ export class ConfigError extends Error {
     this.file = file
     this.problems = problems
   }
+}
+
+/** A registry-shaped error for plugins to throw from hooks (also `fastify.registryError`). */
+export function registryError (statusCode: number, registryCode: string, message: string, detail?: unknown): RegistryErrorShape {
+  return Object.assign(new Error(message), { code: `BERTH_PLUGIN_${registryCode}`, statusCode, registryCode, detail })
 }
 
 export const API_VERSION_HEADER = 'docker-distribution-api-version'

@@ -7,6 +7,7 @@ export type { BerthConfig, BerthConfigInput } from './config/schema.js'
 export type { UpstreamPool, Upstream } from '../plugins/upstream-pool.js'
 export { loadConfig, parseConfig } from './config/load.js'
 export { buildApp } from './app.js'
+export { registryError } from './errors.js'
 export type { Reloadable, Prepared } from './reload.js'
 
 /** What a registry request asks for, parsed once from the request path. */
@@ -35,6 +36,10 @@ declare module 'fastify' {
     reload (next: BerthConfig): Promise<string[]>
     /** Reload outcomes so far. */
     reloads: { ok: number, failed: number }
+    /** A registry-shaped error to throw from a hook: `throw fastify.registryError(429, 'TOOMANYREQUESTS', '…')`. */
+    registryError (statusCode: number, registryCode: string, message: string, detail?: unknown): Error
+    /** Requests refused by load shedding so far. */
+    pressureStats: { shed: number }
   }
   interface FastifyRequest {
     registryAction: RegistryAction | null

@@ -9,6 +9,7 @@ import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclai
 import { ConfigSchema, type BerthConfig } from './schema.js'
 import { ConfigError } from '../errors.js'
 import { parseHtpasswd } from '../auth/htpasswd.js'
+import { pluginProblems } from '../user-plugins.js'
 
 SetErrorFunction((param) => {
   const expected = (param.schema as { expected?: string }).expected
@@ -164,7 +165,7 @@ export async function loadConfig (file: string, opts: LoadOptions = {}): Promise
     throw new ConfigError(path, [`cannot read the file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
   }
   const config = parseConfig(text, path)
-  const problems = opts.skipFiles ? [] : fileProblems(config)
+  const problems = opts.skipFiles ? [] : [...fileProblems(config), ...await pluginProblems(config)]
   if (problems.length > 0) throw new ConfigError(path, problems)
   return config
 }
