@@ -126,6 +126,7 @@ class Forwarding {
   startedAt = Date.now()
   attempt: Attempt | null = null
   finished = false
+  reply: FastifyReply
   /** Digest-addressed GETs can be resumed: total length and a running digest of what was sent. */
   resumable: boolean
   digest: string | null = null
@@ -136,9 +137,10 @@ class Forwarding {
   moved = -1
   movedAt = Date.now()
 
-  constructor (request: FastifyRequest, res: ServerResponse, pool: UpstreamPool, opts: ProxyOptions) {
+  constructor (request: FastifyRequest, reply: FastifyReply, pool: UpstreamPool, opts: ProxyOptions) {
     this.request = request
-    this.res = res
+    this.reply = reply
+    this.res = reply.raw
     this.pool = pool
     this.opts = opts
     const req = request.raw
@@ -148,6 +150,14 @@ class Forwarding {
     this.resumable = req.method === 'GET' && pool.servers.length > 1 && req.headers.range === undefined &&
       action !== null && (action.kind === 'blob' || action.kind === 'manifest') && DIGEST.test(action.reference ?? '')
     if (this.resumable) this.digest = action?.reference ?? null
+  }
+
+  /** The upstream's headers (hop-by-hop ones dropped) plus those hooks set with reply.header(). */
+  responseHeaders (headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
+    const out = clientResponseHeaders(headers)
+    const added = this.reply.getHeaders()
+    for (const name in added) if (out[name] === undefined) out[name] = added[name]
+    return out
   }
 
   start (): void {
@@ -342,7 +352,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     } else {
       if (f.retryStatus(this, statusCode)) { controller.abort(new RetryStatus(statusCode)); return }
       try {
-        res.writeHead(statusCode, clientResponseHeaders(headers))
+        res.writeHead(statusCode, f.responseHeaders(headers))
       } catch (err) {
         // A header value Node refuses to send (it validates what undici's parser let through).
         res.removeHeader('content-length')
@@ -407,7 +417,7 @@ class IdleSweeper {
 function forward (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply): void {
   reply.hijack()
   const res = reply.raw
-  const f = new Forwarding(request, res, pool, opts)
+  const f = new Forwarding(request, reply, pool, opts)
   if (f.body !== null && request.raw.headers.expect !== undefined) res.writeContinue()
   sweeper.active.add(f)
   res.once('close', () => {

@@ -114,7 +114,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     await app.register(auth)
     await app.register(access)
   }
-  await registerUserPlugins(app, config)
-  await app.register(proxy)
+  // Custom plugins, then the proxy inside the innermost plugin context (see src/user-plugins.ts).
+  await registerUserPlugins(app, config, async (context) => { await context.register(proxy) })
   return app
 }

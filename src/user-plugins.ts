@@ -1,7 +1,13 @@
-// Custom plugins from the config's `plugins` list: loaded in order by dynamic import, each registered
-// encapsulated (inside a context of its own, even if it was wrapped with fastify-plugin) with its
-// `options`, after auth and access and before the proxy. `berth check` loads them too.
+// Custom plugins from the config's `plugins` list: loaded in order by dynamic import, after auth and
+// access and before the proxy, with their `options`. `berth check` loads them too.
+//
+// Encapsulation, the Fastify way: a plugin's hooks must reach the proxy route, and in Fastify hooks reach
+// only routes declared in the same context or below it. So the plugins form a chain of contexts, each
+// plugin running in its own link, and the proxy route is declared in the last one. A plugin's decorators
+// and hooks are therefore invisible to berth's own plugins and to the plugins before it; the plugins
+// after it (its descendants) see them, as any Fastify child sees its parent's.
 import { pathToFileURL } from 'node:url'
+import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginAsync, FastifyPluginCallback } from 'fastify'
 import type { BerthConfig } from './config/schema.js'
 import { ConfigError } from './errors.js'
@@ -32,16 +38,23 @@ export async function pluginProblems (config: BerthConfig): Promise<string[]> {
   return problems
 }
 
-export async function registerUserPlugins (app: FastifyInstance, config: BerthConfig): Promise<void> {
+/** Registers the plugins as a chain of contexts and calls `last` with the innermost one (for the proxy). */
+export async function registerUserPlugins (app: FastifyInstance, config: BerthConfig, last: (context: FastifyInstance) => Promise<void>): Promise<void> {
+  const plugins: AnyPlugin[] = []
   for (const [i, p] of config.plugins.entries()) {
-    let plugin: AnyPlugin
     try {
-      plugin = await loadPlugin(p.path)
+      plugins.push(await loadPlugin(p.path))
     } catch (err) {
       throw new ConfigError(config.file, [`plugins[${i}].path: ${(err as Error).message}`])
     }
-    await app.register(async function userPlugin (child) {
-      await child.register(plugin, p.options)
+  }
+  const link = async (context: FastifyInstance, i: number): Promise<void> => {
+    if (i === plugins.length) { await last(context); return }
+    await context.register(async function userPluginContext (child) {
+      // fp: the plugin runs in `child` itself, so its hooks reach the routes below it.
+      await child.register(fp(plugins[i] as FastifyPluginAsync, { name: `berth-user-plugin-${i}`, fastify: '5.x' }), config.plugins[i].options)
+      await link(child, i + 1)
     })
   }
+  await link(app, 0)
 }
