@@ -7,19 +7,25 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { BodyTooLargeError } from '../src/errors.js'
 import { formatSize } from '../src/config/units.js'
 
-/** What to send upstream: null (no body), the request itself (framed by Content-Length), or a counted stream. */
-export function requestBody (req: IncomingMessage, limit: number): IncomingMessage | AsyncIterable<Buffer> | null {
+/**
+ * What to send upstream: null (no body), the request itself (framed by Content-Length), or a counted
+ * stream for chunked bodies (which also tells the metrics how many bytes came in).
+ */
+export function requestBody (request: FastifyRequest, limit: number): IncomingMessage | AsyncIterable<Buffer> | null {
+  const req = request.raw
   const cl = req.headers['content-length']
   if (cl !== undefined) return cl === '0' ? null : req
   if (req.headers['transfer-encoding'] === undefined) return null
-  return limit > 0 ? counted(req, limit) : req
+  return counted(request, limit > 0 ? limit : Infinity)
 }
 
-async function * counted (req: IncomingMessage, limit: number): AsyncIterable<Buffer> {
+async function * counted (request: FastifyRequest, limit: number): AsyncIterable<Buffer> {
+  const req = request.raw
   let n = 0
   // destroyOnReturn: false, so that an upstream failure does not take the client's connection with it.
   for await (const chunk of req.iterator({ destroyOnReturn: false })) {
     n += (chunk as Buffer).length
+    request.bodyBytesReceived = n
     // Throwing here makes undici abort the upstream request: the registry never sees a clean end.
     if (n > limit) throw new BodyTooLargeError(formatSize(limit))
     yield chunk as Buffer
@@ -27,6 +33,7 @@ async function * counted (req: IncomingMessage, limit: number): AsyncIterable<Bu
 }
 
 export default fp(async function bodyLimit (fastify) {
+  fastify.decorateRequest('bodyBytesReceived', 0)
   fastify.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
     const limit = fastify.berthConfig.limits.maxBodySize
     const cl = request.headers['content-length']

@@ -21,7 +21,7 @@ export default fp(async function metrics (fastify) {
   const admin = fastify.adminServer
   if (admin === null) return
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'berth_process_' })
+  collectDefaultMetrics({ register: registry, prefix: 'berth_' })
   const requests = new Counter({ name: 'berth_requests_total', help: 'Requests answered, by method, status class and action.', labelNames: ['method', 'status', 'action'], registers: [registry] })
   const duration = new Histogram({
     name: 'berth_request_duration_seconds',
@@ -30,7 +30,7 @@ export default fp(async function metrics (fastify) {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     registers: [registry]
   })
-  const bytesIn = new Counter({ name: 'berth_received_bytes_total', help: 'Bytes read from clients (requests with their headers).', registers: [registry] })
+  const bytesIn = new Counter({ name: 'berth_received_bytes_total', help: 'Request body bytes read from clients.', registers: [registry] })
   const bytesOut = new Counter({ name: 'berth_sent_bytes_total', help: 'Response body bytes sent to clients.', registers: [registry] })
   const inFlight = new Gauge({ name: 'berth_requests_in_flight', help: 'Requests being answered now.', registers: [registry] })
 
@@ -50,15 +50,15 @@ export default fp(async function metrics (fastify) {
 
   fastify.addHook('onRequest', (request, reply, done) => {
     const start = performance.now()
-    const socket = request.raw.socket
-    const readBefore = socket.bytesRead
     inFlight.inc()
     reply.raw.once('close', () => {
       inFlight.dec()
       const action = actionLabel(request)
       requests.inc({ method: request.raw.method ?? 'OTHER', status: `${Math.floor(reply.raw.statusCode / 100)}xx`, action })
       duration.observe({ action }, (performance.now() - start) / 1000)
-      bytesIn.inc(Math.max(0, socket.bytesRead - readBefore))
+      const req = request.raw
+      const length = Number(req.headers['content-length'] ?? 0)
+      bytesIn.inc(req.complete && length > 0 ? length : request.bodyBytesReceived)
       bytesOut.inc(request.bodyBytesSent)
     })
     done()

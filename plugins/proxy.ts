@@ -145,7 +145,7 @@ class Forwarding {
     this.opts = opts
     const req = request.raw
     this.headers = upstreamRequestHeaders(req, opts.proto)
-    this.body = requestBody(req, opts.limit)
+    this.body = requestBody(request, opts.limit)
     const action = request.registryAction
     this.resumable = req.method === 'GET' && pool.servers.length > 1 && req.headers.range === undefined &&
       action !== null && (action.kind === 'blob' || action.kind === 'manifest') && DIGEST.test(action.reference ?? '')

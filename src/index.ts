@@ -48,5 +48,7 @@ declare module 'fastify' {
     upstreamAddress: string
     /** Response body bytes written to the client. */
     bodyBytesSent: number
+    /** Chunked request body bytes read so far (Content-Length bodies: see the header). */
+    bodyBytesReceived: number
   }
 }
