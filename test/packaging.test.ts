@@ -13,7 +13,7 @@ import { tempDir, testCerts, startUpstream, waitFor } from './helper.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
-interface Compose { services: Record<string, { ports?: string[], volumes?: string[], command?: string[], build?: string, image?: string }> }
+interface Compose { services: Record<string, { ports?: string[], volumes?: string[], command?: string[], build?: string, image?: string, healthcheck?: { test: string[] }, depends_on?: Record<string, { condition: string }> }> }
 
 function dockerfileCmd (): { entrypoint: string[], cmd: string[] } {
   const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
@@ -60,8 +60,12 @@ test('the image\'s build (tsc, dist/ only, no sources) runs `berth check` and `b
   // The same file with the upstream and port of this test, started by the compiled CLI.
   const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
   t.after(() => up.close())
+  // and a TypeScript plugin, as a user would mount one next to the config
+  mkdirSync(join(etc, 'plugins'))
+  copyFileSync(join(ROOT, 'plugins', 'examples', 'block-old-docker.ts'), join(etc, 'plugins', 'block-old-docker.ts'))
   writeFileSync(join(etc, 'docker.yaml'), readFileSync(join(etc, 'docker.yaml'), 'utf8')
-    .replace('http://registry:5000', up.url).replace('port: 8443', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1'))
+    .replace('http://registry:5000', up.url).replace('port: 8443', 'port: 0').replace('port: 9090', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1') +
+    'plugins:\n  - { path: plugins/block-old-docker.ts }\n')
   const child = spawn(process.execPath, [join(dir, 'bin', 'berth.js'), 'start', '--config', join(etc, 'docker.yaml'), '--init-certs'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   let out = ''
@@ -72,10 +76,56 @@ test('the image\'s build (tsc, dist/ only, no sources) runs `berth check` and `b
   assert.ok(line, out)
   const port = (JSON.parse(line) as { address: { port: number } }).address.port
   const ca = readFileSync(join(etc, 'certs', 'ca.crt'))
-  const status = await new Promise<number>((resolve, reject) => {
-    https.get({ host: '127.0.0.1', port, path: '/v2/', ca, servername: 'localhost', agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)
+  const status = (agent: string) => new Promise<number>((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port, path: '/v2/', ca, servername: 'localhost', agent: false, headers: { 'user-agent': agent } }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)
   })
-  assert.equal(status, 200)
+  assert.equal(await status('docker/24.0.7'), 200)
+  assert.equal(await status('docker/1.5.0'), 404, 'the TypeScript plugin runs in the compiled build too')
   child.kill('SIGTERM')
   assert.deepEqual(await once(child, 'exit'), [0, null])
+})
+
+test('docker-compose.yml has healthchecks: the registry\'s, and berth\'s on the admin listener config/docker.yaml opens', () => {
+  const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as Compose
+  const docker = parse(readFileSync(join(ROOT, 'config', 'docker.yaml'), 'utf8')) as { admin: { host: string, port: number } }
+  assert.ok(compose.services.registry.healthcheck)
+  const test = compose.services.berth.healthcheck?.test.join(' ') ?? ''
+  assert.ok(test.includes(`http://${docker.admin.host}:${docker.admin.port}/readyz`), test)
+  assert.deepEqual(compose.services.berth.depends_on, { registry: { condition: 'service_healthy' } })
+})
+
+test('deploy/kubernetes parses, and every name, key, port, probe and path it references exists', async () => {
+  const { parseConfig } = await import('../src/config/load.js')
+  const dir = join(ROOT, 'deploy', 'kubernetes')
+  const kustomization = parse(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as { resources: string[] }
+  type Doc = { kind: string, metadata: { name: string }, data?: Record<string, string>, stringData?: Record<string, string>, spec?: any } // eslint-disable-line @typescript-eslint/no-explicit-any
+  const docs: Doc[] = kustomization.resources.map((f) => parse(readFileSync(join(dir, f), 'utf8')) as Doc)
+  const byKind = (k: string) => docs.find((d) => d.kind === k) as Doc
+  const configMap = byKind('ConfigMap')
+  const secret = byKind('Secret')
+  const deployment = byKind('Deployment')
+  const service = byKind('Service')
+  const config = parseConfig(configMap.data?.['berth.yaml'] ?? '', '/etc/berth/berth.yaml')
+  const pod = deployment.spec.template.spec
+  const container = pod.containers[0]
+  assert.equal(deployment.spec.replicas, 2)
+  assert.deepEqual(container.args, ['start', '--config', '/etc/berth/berth.yaml'])
+  const ports = Object.fromEntries(container.ports.map((p: { name: string, containerPort: number }) => [p.name, p.containerPort]))
+  assert.equal(ports.https, config.listen.port)
+  assert.equal(ports.admin, config.admin?.port)
+  assert.deepEqual([container.readinessProbe.httpGet.path, container.readinessProbe.httpGet.port], ['/readyz', 'admin'])
+  assert.deepEqual([container.livenessProbe.httpGet.path, container.livenessProbe.httpGet.port], ['/healthz', 'admin'])
+  assert.ok(pod.terminationGracePeriodSeconds * 1000 > config.shutdown.drainTimeout)
+  assert.equal(service.spec.ports[0].targetPort, 'https')
+  assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels)
+  const volumes = Object.fromEntries(pod.volumes.map((v: { name: string, configMap?: { name: string }, secret?: { secretName: string } }) => [v.name, v]))
+  assert.equal(volumes.config.configMap.name, configMap.metadata.name)
+  assert.equal(volumes.files.secret.secretName, secret.metadata.name)
+  const mounted = new Set<string>()
+  for (const m of container.volumeMounts as Array<{ name: string, mountPath: string, subPath: string }>) {
+    const source = m.name === 'config' ? configMap.data : secret.stringData
+    assert.ok(source && m.subPath in source, `${m.name} has ${m.subPath}`)
+    mounted.add(m.mountPath)
+  }
+  for (const path of [config.tls?.cert, config.tls?.key, config.auth?.htpasswd]) assert.ok(mounted.has(path as string), `${path} is mounted`)
 })
