@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { startUpstream, tempDir, testCerts, waitFor, sleep } from '../helper.js'
+import { startUpstream, tempDir, testCerts, waitFor } from '../helper.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -23,7 +23,7 @@ async function startChild (t: { after: (fn: () => void) => void }, file: string)
   return { child, port, output: () => out }
 }
 
-test('SIGTERM: a slow upload in flight completes, new connections are refused, exit 0', { timeout: 60_000 }, async (t) => {
+test('SIGTERM: a 200 MB upload in flight completes, new connections are refused, exit 0', { timeout: 60_000 }, async (t) => {
   const dir = tempDir(t)
   const c = await testCerts()
   let received = 0
@@ -35,7 +35,7 @@ test('SIGTERM: a slow upload in flight completes, new connections are refused, e
   const file = join(dir, 'berth.yaml')
   writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\ntls: { cert: ${c.cert}, key: ${c.key} }\nupstream: { servers: [ { url: "${up.url}" } ] }\nshutdown: { drainTimeout: 10s }\n`)
   const b = await startChild(t, file)
-  const size = 2 * 1024 * 1024
+  const size = 200 * 1024 * 1024
   const req = https.request({ host: '127.0.0.1', port: b.port, path: '/v2/r/blobs/uploads/u', method: 'PUT', ca: readFileSync(c.caCert), servername: 'localhost', agent: false, headers: { 'content-length': size } })
   const response = once(req, 'response')
   req.write(Buffer.alloc(64 * 1024))
@@ -50,8 +50,13 @@ test('SIGTERM: a slow upload in flight completes, new connections are refused, e
     s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'))
   })
   assert.equal(refused, 'ECONNREFUSED')
-  // the upload goes on slowly and completes
-  for (let sent = 64 * 1024; sent < size; sent += 64 * 1024) { req.write(Buffer.alloc(64 * 1024)); await sleep(20) }
+  // the upload goes on and completes: 200 MB in all, most of it sent after SIGTERM
+  const chunk = Buffer.alloc(1024 * 1024)
+  for (let sent = 64 * 1024; sent < size;) {
+    const n = Math.min(chunk.length, size - sent)
+    if (!req.write(chunk.subarray(0, n))) await once(req, 'drain')
+    sent += n
+  }
   req.end()
   const [res] = await response as [import('node:http').IncomingMessage]
   res.resume()
