@@ -10,8 +10,9 @@ import type { Upstream, UpstreamPool } from './upstream-pool.js'
 import type { BerthConfig } from '../src/config/schema.js'
 import { createHash, type Hash } from 'node:crypto'
 import {
-  UpstreamTimeoutError, UpstreamUnavailableError, writeRegistryError, type RegistryErrorShape
+  ClientTimeoutError, UpstreamTimeoutError, UpstreamUnavailableError, writeRegistryError, type RegistryErrorShape
 } from '../src/errors.js'
+import { formatDuration } from '../src/config/units.js'
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
@@ -133,9 +134,11 @@ class Forwarding {
   total = -1
   hash: Hash | null = null
   pieces = 0
-  /** Idle sweep state: bytes moved at the last sweep and when that changed. */
+  /** Idle sweep state: bytes moved (all, and on the client connection) at the last sweep, and when. */
   moved = -1
   movedAt = Date.now()
+  clientMoved = -1
+  clientMovedAt = Date.now()
 
   constructor (request: FastifyRequest, reply: FastifyReply, pool: UpstreamPool, opts: ProxyOptions) {
     this.request = request
@@ -186,18 +189,23 @@ class Forwarding {
     } as Dispatcher.DispatchOptions, attempt)
   }
 
-  /** Total bytes moved so far, client side (either way) and upstream side (response body). */
-  activity (): number {
+  /** Bytes moved on the client connection so far, either way. */
+  clientActivity (): number {
     const socket = this.request.raw.socket
-    return (socket === null ? 0 : socket.bytesRead + socket.bytesWritten) + this.request.bodyBytesSent
+    return socket === null ? 0 : socket.bytesRead + socket.bytesWritten
   }
 
-  /** The idle timeout: ends the current attempt as a timeout (504, the next server, or a resume). */
-  expire (): void {
+  /** Whether berth is waiting on the client: for more of the body, or for it to read what was sent. */
+  waitingOnClient (): boolean {
+    return (this.body !== null && !this.request.raw.complete) || this.res.writableNeedDrain
+  }
+
+  /** Ends the current attempt: the client stalled (408 or a cut), or nothing moved (504, next, resume). */
+  expire (err: Error): void {
     const attempt = this.attempt
     if (attempt === null || this.finished) return
-    if (attempt.controller !== null) attempt.controller.abort(new UpstreamTimeoutError())
-    else this.failed(attempt, new UpstreamTimeoutError())
+    if (attempt.controller !== null) attempt.controller.abort(err)
+    else this.failed(attempt, err)
   }
 
   withinBudget (): boolean {
@@ -262,6 +270,13 @@ class Forwarding {
       this.request.log.debug({ err, upstream: attempt.upstream.address }, 'upstream request aborted')
       return
     }
+    if (err instanceof ClientTimeoutError) {
+      // The client stalled: not the upstream's fault, nothing to retry.
+      this.request.log.info({ upstream: attempt.upstream.address }, 'client stalled: request ended')
+      if (res.headersSent) { this.finished = true; res.destroy(); return }
+      this.finish(err as RegistryErrorShape)
+      return
+    }
     if ((err as RegistryErrorShape).registryCode === 'SIZE_INVALID') { this.finish(err as RegistryErrorShape); return }
     const cause = causeOf(err)
     if (cause === 'error' || cause === 'timeout' || cause === 'invalid_header') this.pool.passiveFailure(attempt.upstream)
@@ -300,8 +315,8 @@ class Forwarding {
     this.finished = true
     const req = this.request.raw
     if (this.body !== null && !req.complete) {
-      if (error.registryCode === 'SIZE_INVALID') {
-        // Over the limit: close rather than read on.
+      if (error.registryCode === 'SIZE_INVALID' || error instanceof ClientTimeoutError) {
+        // Over the limit, or a stalled client: close rather than read on.
         this.request.bodyBytesSent = writeRegistryError(this.res, error, true)
         return
       }
@@ -390,23 +405,29 @@ class Attempt implements Dispatcher.DispatchHandler {
 class IdleSweeper {
   active = new Set<Forwarding>()
   idle: number
+  clientIdle: number
   timer: NodeJS.Timeout
 
-  constructor (idle: number) {
+  constructor (idle: number, clientIdle: number) {
     this.idle = idle
-    this.timer = setInterval(() => { this.sweep() }, Math.max(10, Math.min(1000, Math.floor(idle / 4)))).unref()
+    this.clientIdle = clientIdle
+    this.timer = setInterval(() => { this.sweep() }, Math.max(10, Math.min(1000, Math.floor(Math.min(idle, clientIdle) / 4)))).unref()
   }
 
   sweep (): void {
     const now = Date.now()
     for (const f of this.active) {
-      const moved = f.activity()
-      if (moved !== f.moved) {
-        f.moved = moved
-        f.movedAt = now
+      const client = f.clientActivity()
+      const moved = client + f.request.bodyBytesSent
+      if (client !== f.clientMoved) { f.clientMoved = client; f.clientMovedAt = now }
+      if (moved !== f.moved) { f.moved = moved; f.movedAt = now }
+      if (f.waitingOnClient() && now - f.clientMovedAt >= this.clientIdle) {
+        // nginx's client_body_timeout / send_timeout: the client stopped sending or reading.
+        f.clientMovedAt = now
+        f.expire(new ClientTimeoutError(formatDuration(this.clientIdle)))
       } else if (now - f.movedAt >= this.idle) {
         f.movedAt = now // a next attempt, if any, gets a whole idle period
-        f.expire()
+        f.expire(new UpstreamTimeoutError())
       }
     }
   }
@@ -437,13 +458,13 @@ export default fp(async function proxy (fastify) {
     nonIdempotent: config.upstream.nextUpstream.nonIdempotent
   })
   let opts = options(fastify.berthConfig)
-  const sweeper = new IdleSweeper(fastify.berthConfig.upstream.timeouts.idle)
+  const sweeper = new IdleSweeper(fastify.berthConfig.upstream.timeouts.idle, fastify.berthConfig.timeouts.clientIdle)
   fastify.addHook('onClose', async () => { sweeper.close() })
   fastify.onReload({
     name: 'proxy',
     async prepare (next) {
       const fresh = options(next)
-      return { commit () { opts = fresh; sweeper.idle = next.upstream.timeouts.idle } }
+      return { commit () { opts = fresh; sweeper.idle = next.upstream.timeouts.idle; sweeper.clientIdle = next.timeouts.clientIdle } }
     }
   })
   await fastify.register(async function routes (instance) {

@@ -3,7 +3,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RegistryAction } from '../src/index.js'
-import { BadRequestTargetError, NameInvalidError } from '../src/errors.js'
+import { BadRequestError, BadRequestTargetError, NameInvalidError } from '../src/errors.js'
 
 // distribution's reference grammar: path components of lower-case alphanumerics joined by separators.
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
@@ -33,7 +33,32 @@ export function parseRegistryPath (path: string): RegistryAction {
   return { kind, repository, reference: rest === '' || rest === 'list' && kind === 'tags' ? null : rest }
 }
 
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
+
+/** What Node's parser lets through and a proxy must not: HTTP/0.9, two Hosts, chunked HTTP/1.0. */
+function framingProblem (req: FastifyRequest['raw']): string | null {
+  if (req.httpVersionMajor !== 1 || req.httpVersionMinor > 1) return `HTTP/${req.httpVersion} is not supported`
+  let hosts = 0
+  const raw = req.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++
+  }
+  if (hosts > 1) return 'more than one Host header'
+  // The registry builds upload URLs from Host: it must be a host name or address, and a port.
+  const host = req.headers.host
+  if (host !== undefined && !HOST.test(host)) return 'Host is not a host name or address with an optional port'
+  if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return 'Transfer-Encoding on HTTP/1.0'
+  return null
+}
+
 export function registryActionHook (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
+  const framing = framingProblem(request.raw)
+  if (framing !== null) {
+    // Request smuggling material: refuse, and close, since the framing of what follows is in doubt.
+    reply.header('connection', 'close')
+    done(new BadRequestError(framing))
+    return
+  }
   const url = request.raw.url ?? ''
   // Absolute-form targets (GET http://host/v2/...) are for forward proxies; berth is not one.
   if (url.charCodeAt(0) !== 47 /* / */) {

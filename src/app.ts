@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyError } from 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { BerthConfig } from './config/schema.js'
 import type { Logs } from './logging.js'
-import { serverTlsOptions } from './tls.js'
+import { serverHttpOptions, serverTlsOptions } from './tls.js'
 import { applyReload, type Reloadable } from './reload.js'
 import { API_VERSION, API_VERSION_HEADER, BadRequestError, NotFoundError, ShuttingDownError, registryError, registryErrorBody, type RegistryErrorShape } from './errors.js'
 import tlsListener from '../plugins/tls-listener.js'
@@ -47,7 +47,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     loggerInstance: opts.logs.logger,
     // The access log plugin writes one line per request; Fastify's own per-request lines would double it.
     logController: new LogController({ disableRequestLogging: true }),
-    ...(https ? { https } : {}),
+    ...(https ? { https } : { http: serverHttpOptions(config) }),
     // No whole-request deadline: a 2 GB layer over a slow link must not hit one. The proxy ends a
     // transfer only after `upstream.timeouts.idle` without a byte moving.
     requestTimeout: 0,

@@ -112,6 +112,10 @@ export const ConfigSchema = Type.Object({
       block: Duration('5m', 'How long a blocked address gets 429, without any password check.')
     }, 'Brute-force throttling per client address.')
   }, 'HTTP Basic authentication and per-repository access. Omit it for an open proxy (as nginx without `auth_basic`).', true)),
+  timeouts: Section({
+    header: Duration('10s', 'A client must send its request headers within this (nginx `client_header_timeout`); slowloris connections are closed.'),
+    clientIdle: Duration('60s', 'An upload whose body stops moving, or a download the client stops reading, for this long is ended and its upstream request destroyed (nginx `client_body_timeout`, `send_timeout`).')
+  }, 'Client-side timeouts. The upstream side has `upstream.timeouts`.'),
   limits: Section({
     maxBodySize: Size('300m', 'Largest request body (nginx `client_max_body_size`); 0 = no limit.')
   }, 'Request limits.'),

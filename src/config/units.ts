@@ -22,6 +22,13 @@ export function parseDuration (value: number | string): number {
   return Math.round(Number.parseFloat(value) * DURATION_UNITS[m[2] ?? ''])
 }
 
+export function formatDuration (ms: number): string {
+  for (const [unit, n] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms >= n && ms % n === 0) return `${ms / n}${unit}`
+  }
+  return `${ms}ms`
+}
+
 export function formatSize (bytes: number): string {
   for (const [unit, n] of [['GB', 1024 ** 3], ['MB', 1024 ** 2], ['KB', 1024]] as const) {
     if (bytes >= n && bytes % n === 0) return `${bytes / n} ${unit}`
