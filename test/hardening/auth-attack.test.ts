@@ -1,0 +1,64 @@
+// Auth under attack: password guessing is throttled per address, and an unknown user is not told apart
+// from a wrong password by timing.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import https from 'node:https'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { startBerth, startUpstream, tempDir, type Berth } from '../helper.js'
+
+const basic = (u: string, p: string) => 'Basic ' + Buffer.from(`${u}:${p}`).toString('base64')
+
+async function setup (t: Parameters<typeof startBerth>[0], extra: string, flags: string[]): Promise<Berth> {
+  const dir = tempDir(t)
+  const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
+  t.after(() => up.close())
+  writeFileSync(join(dir, 'htpasswd'), ['alice', 'bob'].map((u) => execFileSync('htpasswd', ['-nb', ...flags, u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
+  return await startBerth(t, [up.url], `auth:\n  htpasswd: ${join(dir, 'htpasswd')}\n${extra}`)
+}
+
+function get (berth: Berth, agent: https.Agent, authorization: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port: berth.port, path: '/v2/', agent, headers: { authorization } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)) }).on('error', reject)
+  })
+}
+
+test('1,000 wrong passwords from one address end in 429 after the threshold; another address keeps working', { timeout: 120_000 }, async (t) => {
+  const berth = await setup(t, '  throttle: { failures: 10, window: 1m, block: 5m }\n', ['-B', '-C', '5'])
+  const attacker = new https.Agent({ ca: berth.ca, servername: 'localhost', keepAlive: true, localAddress: '127.0.0.2', maxSockets: 20 })
+  const friend = new https.Agent({ ca: berth.ca, servername: 'localhost', keepAlive: true, localAddress: '127.0.0.3' })
+  t.after(() => { attacker.destroy(); friend.destroy() })
+  const counts = new Map<number, number>()
+  const started = Date.now()
+  for (let batch = 0; batch < 50; batch++) {
+    const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => get(berth, attacker, basic('alice', `guess-${batch}-${i}`))))
+    for (const s of statuses) counts.set(s, (counts.get(s) ?? 0) + 1)
+    if (batch === 25) assert.equal(await get(berth, friend, basic('bob', 'bob-pw')), 200, 'another address keeps working')
+  }
+  const took = Date.now() - started
+  t.diagnostic(`1,000 guesses in ${took} ms: ${JSON.stringify(Object.fromEntries(counts))}`)
+  assert.ok(took < 60_000, 'within a minute')
+  assert.ok((counts.get(401) ?? 0) >= 10 && (counts.get(401) ?? 0) <= 30, `401s: ${counts.get(401)}`)
+  assert.equal((counts.get(401) ?? 0) + (counts.get(429) ?? 0), 1000)
+  assert.equal(await get(berth, attacker, basic('alice', 'alice-pw')), 429, 'the right password does not help a blocked address')
+  assert.equal(await get(berth, friend, basic('alice', 'alice-pw')), 200)
+})
+
+test('an unknown user takes as long as a wrong password, within 1 ms on average', { timeout: 120_000 }, async (t) => {
+  for (const [label, flags] of [['apr1', ['-m']], ['bcrypt cost 8', ['-B', '-C', '8']]] as const) {
+    const berth = await setup(t, '  throttle: { failures: 100000 }\n', [...flags])
+    const agent = new https.Agent({ ca: berth.ca, servername: 'localhost', keepAlive: true, maxSockets: 1 })
+    t.after(() => agent.destroy())
+    const time = async (authorization: string) => { const s = process.hrtime.bigint(); assert.equal(await get(berth, agent, authorization), 401); return Number(process.hrtime.bigint() - s) / 1e6 }
+    for (let i = 0; i < 10; i++) { await time(basic('alice', 'x')); await time(basic('nobody', 'x')) }
+    const wrong: number[] = []
+    const unknown: number[] = []
+    for (let i = 0; i < 60; i++) { wrong.push(await time(basic('alice', `x${i}`))); unknown.push(await time(basic(`ghost${i}`, 'x'))) }
+    // trimmed means: the machine is shared, so drop the slowest and fastest tenth of each
+    const mean = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b).slice(6, -6); return s.reduce((a, b) => a + b, 0) / s.length }
+    const [w, u] = [mean(wrong), mean(unknown)]
+    t.diagnostic(`${label}: wrong password ${w.toFixed(3)} ms, unknown user ${u.toFixed(3)} ms`)
+    assert.ok(Math.abs(u - w) < 1, `${label}: unknown ${u.toFixed(3)} ms vs wrong ${w.toFixed(3)} ms`)
+  }
+})
