@@ -3,7 +3,7 @@
 // parser are encapsulated so that they do not leak into user plugins.
 import fp from 'fastify-plugin'
 import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { requestBody } from './body-limit.js'
 import type { Upstream, UpstreamPool } from './upstream-pool.js'

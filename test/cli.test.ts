@@ -1,13 +1,13 @@
 // The CLI as users and the Docker image run it: bin/berth.js in a child process.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { copyFileSync, existsSync, readFileSync, renameSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import https from 'node:https'
 import { once } from 'node:events'
-import { tempDir, testCerts, startUpstream, waitFor } from './helper.js'
+import { tempDir, testCerts, startUpstream, waitFor, spawnBerth } from './helper.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const BIN = join(ROOT, 'bin', 'berth.js')
@@ -20,21 +20,6 @@ async function run (args: string[]): Promise<{ code: number | null, stdout: stri
   child.stderr.on('data', (c) => { stderr += c })
   const [code] = await once(child, 'exit') as [number | null]
   return { code, stdout, stderr }
-}
-
-interface Running { child: ChildProcess, port: number, output: () => string }
-
-/** `berth start` in a child; resolves once it logged "berth listening" (the error log goes to stderr). */
-async function start (t: { after: (fn: () => void) => void }, args: string[]): Promise<Running> {
-  const child = spawn(process.execPath, [BIN, 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  let out = ''
-  child.stdout?.on('data', (c) => { out += c })
-  child.stderr?.on('data', (c) => { out += c })
-  await waitFor(() => /"berth listening"/.test(out) || child.exitCode !== null, 20_000, 'berth to listen')
-  const line = out.split('\n').find((l) => l.includes('"berth listening"'))
-  assert.ok(line, out)
-  return { child, port: (JSON.parse(line) as { address: { port: number } }).address.port, output: () => out }
 }
 
 function get (port: number, ca: Buffer, path = '/v2/'): Promise<number> {
@@ -111,7 +96,7 @@ test('start: serves, reopens its logs on SIGUSR1 (logrotate), exits 0 on SIGTERM
     `upstream: { servers: [ { url: "${up.url}" } ], tls: { ca: ${c.caCert} } }`,
     'log: { access: logs/access.log }'
   ].join('\n'))
-  const b = await start(t, ['--config', file])
+  const b = await spawnBerth(t, ['--config', file])
   const ca = readFileSync(c.caCert)
   assert.equal(await get(b.port, ca), 200)
   const log = join(dir, 'logs', 'access.log')
@@ -141,7 +126,7 @@ test('npm start\'s config on a fresh clone: development certificates are made un
   const file = join(dir, 'berth.yaml')
   // config/berth.yaml as shipped, on port 0 so the test does not collide with anything.
   writeFileSync(file, readFileSync(join(ROOT, 'config', 'berth.yaml'), 'utf8').replace(/port: 8443/, 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1'))
-  const b = await start(t, ['--config', file, '--init-certs'])
+  const b = await spawnBerth(t, ['--config', file, '--init-certs'])
   assert.match(b.output(), /was missing: created a development CA and certificate for localhost/)
   assert.match(b.output(), /\/etc\/docker\/certs\.d\/localhost:0\/ca\.crt|\/etc\/docker\/certs\.d\/localhost/)
   const ca = readFileSync(join(dir, 'certs', 'ca.crt'))

@@ -6,6 +6,8 @@ import https from 'node:https'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { makeCerts, type CertFiles } from '../src/certs.js'
 import { parseConfig } from '../src/config/load.js'
 import { createLogs } from '../src/logging.js'
@@ -147,6 +149,48 @@ export function registryError (body: Buffer): { code: string, message: string } 
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export function deferred<T = void> (): { promise: Promise<T>, resolve: (v: T) => void } {
+  let resolve!: (v: T) => void
+  const promise = new Promise<T>((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+/** Rejects after `ms`, to race against what must happen sooner. */
+export const bomb = (ms: number, what: string) => new Promise<never>((_r, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms).unref())
+
+/** GET on berth's admin listener (plain HTTP). */
+export function adminGet (berth: Berth, path: string): Promise<{ status: number, body: string, type?: string }> {
+  const port = (berth.app.adminServer?.server.address() as AddressInfo).port
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path }, (res) => {
+      let body = ''
+      res.on('data', (c: Buffer) => { body += c.toString() })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: res.headers['content-type'] }))
+    }).on('error', reject)
+  })
+}
+
+export interface BerthProcess { child: ChildProcess, port: number, output: () => string }
+
+/** `berth start ARGS…` as a child process (bin/berth.js); resolves once it logged "berth listening". */
+export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) => void }, args: string[]): Promise<BerthProcess> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../bin/berth.js', import.meta.url)), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (c) => { out += c })
+  child.stderr?.on('data', (c) => { out += c })
+  t.after(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await new Promise((resolve) => child.once('exit', resolve))
+    clearTimeout(timer)
+  })
+  await waitFor(() => out.includes('"berth listening"') || child.exitCode !== null, 30_000, 'berth to listen')
+  const line = out.split('\n').find((l) => l.includes('"berth listening"'))
+  if (line === undefined) throw new Error(`berth did not start:\n${out}`)
+  return { child, port: (JSON.parse(line) as { address: { port: number } }).address.port, output: () => out }
+}
 
 /** Resolves when `check` returns true, polling; rejects after `ms`. */
 export async function waitFor (check: () => boolean, ms = 5000, what = 'condition'): Promise<void> {

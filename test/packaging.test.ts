@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import https from 'node:https'
 import { once } from 'node:events'
 import { parse } from 'yaml'
-import { tempDir, testCerts, startUpstream, waitFor } from './helper.js'
+import { tempDir, startUpstream, waitFor } from './helper.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 

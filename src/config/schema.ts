@@ -4,23 +4,18 @@ import { Type, type Static, type StaticDecode, type TSchema } from '@sinclair/ty
 import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from './units.js'
 
 // Each leaf may carry `expected`, the phrase that config errors print ("expected a duration ...").
-function Size (def: string, description: string) {
-  return Type.Transform(Type.Union([
+/** A number, or a string with a unit, decoded to a number (bytes or milliseconds). */
+function WithUnit (pattern: string, parse: (v: number | string) => number, expected: string) {
+  return (def: string, description: string) => Type.Transform(Type.Union([
     Type.Integer({ minimum: 0 }),
-    Type.String({ pattern: SIZE_PATTERN })
-  ], { default: def, description, expected: 'a size: bytes, or a number with k, m or g (e.g. 300m, 1g)' }))
-    .Decode((v) => parseSize(v))
+    Type.String({ pattern })
+  ], { default: def, description, expected }))
+    .Decode((v) => parse(v))
     .Encode((v) => v)
 }
 
-function Duration (def: string, description: string) {
-  return Type.Transform(Type.Union([
-    Type.Integer({ minimum: 0 }),
-    Type.String({ pattern: DURATION_PATTERN })
-  ], { default: def, description, expected: 'a duration: milliseconds, or a number with ms, s, m or h (e.g. 5s, 15m)' }))
-    .Decode((v) => parseDuration(v))
-    .Encode((v) => v)
-}
+const Size = WithUnit(SIZE_PATTERN, parseSize, 'a size: bytes, or a number with k, m or g (e.g. 300m, 1g)')
+const Duration = WithUnit(DURATION_PATTERN, parseDuration, 'a duration: milliseconds, or a number with ms, s, m or h (e.g. 5s, 15m)')
 
 function Section<T extends Record<string, TSchema>> (props: T, description: string, required = false) {
   return Type.Object(props, { additionalProperties: false, description, ...(required ? {} : { default: {} }) })

@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
-import { tempDir, testCerts, waitFor, sleep } from '../helper.js'
+import { tempDir, testCerts, sleep } from '../helper.js'
 import { startRegistry, startBerthProcess, certDir, ociLayout, skopeo, freePort } from './fixtures.js'
 
 interface Row { url: string, state: string, active: number }

@@ -6,13 +6,11 @@ import { createWriteStream, mkdirSync, readFileSync, writeFileSync, copyFileSync
 import { once } from 'node:events'
 import { createGzip } from 'node:zlib'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import net from 'node:net'
 import https from 'node:https'
 import assert from 'node:assert/strict'
-import { testCerts, waitFor, sleep } from '../helper.js'
+import { testCerts, sleep, spawnBerth } from '../helper.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 /** Fails (never skips) when a tool is missing: .ci/run installs them. */
 export function requireTool (cmd: string, pkg: string): void {
@@ -30,7 +28,7 @@ export async function freePort (): Promise<number> {
 
 export interface Proc { child: ChildProcess, output: () => string, stop: () => Promise<void> }
 
-function track (child: ChildProcess, t: { after: (fn: () => Promise<void>) => void }): Proc {
+function track (child: ChildProcess, t: { after: (fn: () => Promise<void> | void) => void }): Proc {
   let out = ''
   child.stdout?.on('data', (c) => { out += c })
   child.stderr?.on('data', (c) => { out += c })
@@ -55,7 +53,7 @@ async function httpsStatus (port: number, ca: Buffer, path = '/v2/'): Promise<nu
 export interface Registry extends Proc { port: number, url: string, dir: string }
 
 /** `docker-registry serve config.yml` with TLS on a free loopback port. */
-export async function startRegistry (t: { after: (fn: () => Promise<void>) => void }, dir: string, opts: { storage?: string, port?: number } = {}): Promise<Registry> {
+export async function startRegistry (t: { after: (fn: () => Promise<void> | void) => void }, dir: string, opts: { storage?: string, port?: number } = {}): Promise<Registry> {
   requireTool('docker-registry', 'docker-registry')
   const c = await testCerts()
   const port = opts.port ?? await freePort()
@@ -84,7 +82,7 @@ export async function startRegistry (t: { after: (fn: () => Promise<void>) => vo
 export interface BerthProc extends Proc { port: number, configFile: string }
 
 /** `berth start --config FILE` in a child process, exactly as the Docker image runs it. */
-export async function startBerthProcess (t: { after: (fn: () => Promise<void>) => void }, dir: string, upstreams: string[], extra = '', upstreamExtra = ''): Promise<BerthProc> {
+export async function startBerthProcess (t: { after: (fn: () => Promise<void> | void) => void }, dir: string, upstreams: string[], extra = '', upstreamExtra = ''): Promise<BerthProc> {
   const c = await testCerts()
   const configFile = join(dir, 'berth.yaml')
   writeFileSync(configFile, [
@@ -97,11 +95,8 @@ export async function startBerthProcess (t: { after: (fn: () => Promise<void>) =
     'log: { access: access.log, error: "-" }',
     extra
   ].join('\n'))
-  const proc = track(spawn(process.execPath, [join(ROOT, 'bin', 'berth.js'), 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
-  await waitFor(() => proc.output().includes('"berth listening"') || proc.child.exitCode !== null, 30_000, 'berth to listen')
-  const line = proc.output().split('\n').find((l) => l.includes('"berth listening"'))
-  assert.ok(line, proc.output())
-  return { ...proc, port: (JSON.parse(line) as { address: { port: number } }).address.port, configFile }
+  const proc = await spawnBerth(t, ['--config', configFile])
+  return { ...proc, stop: async () => { proc.child.kill('SIGTERM'); await once(proc.child, 'exit') }, configFile }
 }
 
 /** A directory holding only the CA, for skopeo's --cert-dir options. */

@@ -8,13 +8,7 @@ import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { startBerth, startUpstream, registryError, tempDir, waitFor, sleep } from '../helper.js'
-
-function deferred<T = void> () {
-  let resolve!: (v: T) => void
-  const promise = new Promise<T>((r) => { resolve = r })
-  return { promise, resolve }
-}
+import { startBerth, startUpstream, registryError, tempDir, waitFor, sleep, deferred } from '../helper.js'
 
 test('slow headers are closed after timeouts.header', async (t) => {
   const up = await startUpstream((req, res) => res.end('{}'))

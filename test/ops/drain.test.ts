@@ -6,22 +6,8 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import { startUpstream, tempDir, testCerts, waitFor } from '../helper.js'
+import { startUpstream, tempDir, testCerts, waitFor, spawnBerth } from '../helper.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-
-async function startChild (t: { after: (fn: () => void) => void }, file: string) {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'berth.js'), 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  let out = ''
-  child.stdout.on('data', (d) => { out += d })
-  child.stderr.on('data', (d) => { out += d })
-  await waitFor(() => out.includes('"berth listening"'), 20_000, 'berth to listen')
-  const port = (JSON.parse(out.split('\n').find((l) => l.includes('"berth listening"')) as string) as { address: { port: number } }).address.port
-  return { child, port, output: () => out }
-}
 
 test('SIGTERM: a 200 MB upload in flight completes, new connections are refused, exit 0', { timeout: 60_000 }, async (t) => {
   const dir = tempDir(t)
@@ -34,7 +20,7 @@ test('SIGTERM: a 200 MB upload in flight completes, new connections are refused,
   t.after(() => up.close())
   const file = join(dir, 'berth.yaml')
   writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\ntls: { cert: ${c.cert}, key: ${c.key} }\nupstream: { servers: [ { url: "${up.url}" } ] }\nshutdown: { drainTimeout: 10s }\n`)
-  const b = await startChild(t, file)
+  const b = await spawnBerth(t, ['--config', file])
   const size = 200 * 1024 * 1024
   const req = https.request({ host: '127.0.0.1', port: b.port, path: '/v2/r/blobs/uploads/u', method: 'PUT', ca: readFileSync(c.caCert), servername: 'localhost', agent: false, headers: { 'content-length': size } })
   const response = once(req, 'response')
@@ -74,7 +60,7 @@ test('SIGTERM: an upload that never finishes is cut at drainTimeout and berth ex
   t.after(() => up.close())
   const file = join(dir, 'berth.yaml')
   writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\ntls: { cert: ${c.cert}, key: ${c.key} }\nupstream: { servers: [ { url: "${up.url}" } ] }\nshutdown: { drainTimeout: 1500ms }\n`)
-  const b = await startChild(t, file)
+  const b = await spawnBerth(t, ['--config', file])
   const req = https.request({ host: '127.0.0.1', port: b.port, path: '/v2/r/blobs/uploads/u', method: 'PATCH', ca: readFileSync(c.caCert), servername: 'localhost', agent: false })
   req.on('error', () => {})
   req.write(Buffer.alloc(1024))

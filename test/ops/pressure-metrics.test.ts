@@ -1,20 +1,7 @@
 // Load shedding and Prometheus metrics.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { startBerth, startUpstream, request, registryError, sleep, type Berth } from '../helper.js'
-
-function admin (berth: Berth, path: string): Promise<{ status: number, body: string, type?: string }> {
-  const port = (berth.app.adminServer?.server.address() as AddressInfo).port
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path }, (res) => {
-      let body = ''
-      res.on('data', (c: Buffer) => { body += c.toString() })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: res.headers['content-type'] }))
-    }).on('error', reject)
-  })
-}
+import { startBerth, startUpstream, request, registryError, sleep, adminGet } from '../helper.js'
 
 test('an event loop blocked past maxEventLoopDelay sheds new requests with 503 + Retry-After; health stays up', async (t) => {
   const up = await startUpstream((req, res) => res.end('{}'))
@@ -29,10 +16,10 @@ test('an event loop blocked past maxEventLoopDelay sheds new requests with 503 +
   assert.equal(shed.headers['retry-after'], '7')
   assert.equal(shed.headers['docker-distribution-api-version'], 'registry/2.0')
   assert.deepEqual(registryError(shed.body), { code: 'UNAVAILABLE', message: 'berth is overloaded; retry later', detail: null } as never)
-  assert.equal((await admin(berth, '/healthz')).status, 200, 'health endpoints keep answering')
+  assert.equal((await adminGet(berth, '/healthz')).status, 200, 'health endpoints keep answering')
   await sleep(2500)
   assert.equal((await request(berth, '/v2/')).status, 200, 'recovered')
-  assert.match((await admin(berth, '/metrics')).body, /^berth_shed_requests_total [1-9]/m)
+  assert.match((await adminGet(berth, '/metrics')).body, /^berth_shed_requests_total [1-9]/m)
 })
 
 /** Prometheus text exposition format, line by line. */
@@ -55,7 +42,7 @@ test('/metrics: Prometheus text whose counters move with requests', async (t) =>
   const up = await startUpstream((req, res) => res.end('x'.repeat(1000)))
   t.after(() => up.close())
   const berth = await startBerth(t, [up.url], 'admin: { port: 0 }')
-  const first = await admin(berth, '/metrics')
+  const first = await adminGet(berth, '/metrics')
   assert.equal(first.status, 200)
   assert.match(first.type ?? '', /^text\/plain; version=0\.0\.4/)
   const before = parsePrometheus(first.body)
@@ -63,7 +50,7 @@ test('/metrics: Prometheus text whose counters move with requests', async (t) =>
   await request(berth, '/v2/app/blobs/uploads/', { method: 'POST', headers: { 'content-length': 0 } })
   await request(berth, '/v2/app/blobs/uploads/u', { method: 'PATCH', body: Buffer.alloc(5000), headers: { 'content-length': 5000 } })
   await request(berth, '/v2/Bad/manifests/x')
-  const after = parsePrometheus((await admin(berth, '/metrics')).body)
+  const after = parsePrometheus((await adminGet(berth, '/metrics')).body)
   const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0)
   assert.equal(delta('berth_requests_total{method="GET",status="2xx",action="pull"}'), 5)
   assert.equal(delta('berth_requests_total{method="POST",status="2xx",action="push"}'), 1)

@@ -7,17 +7,15 @@ import https from 'node:https'
 import { once } from 'node:events'
 import { copyFileSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { execFileSync, spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { makeCerts } from '../../src/certs.js'
 import { loadConfig } from '../../src/config/load.js'
 import { createLogs } from '../../src/logging.js'
 import { buildApp } from '../../src/app.js'
-import { startUpstream, tempDir, testCerts, waitFor } from '../helper.js'
+import { startUpstream, tempDir, testCerts, waitFor, spawnBerth } from '../helper.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const basic = (u: string, p: string) => 'Basic ' + Buffer.from(`${u}:${p}`).toString('base64')
 
 async function fingerprintOf (port: number, ca: Buffer[]): Promise<string> {
@@ -141,13 +139,7 @@ test('SIGHUP: a broken config is refused and the old one keeps serving; 200 conc
   const file = join(dir, 'berth.yaml')
   const good = `listen: { host: 127.0.0.1, port: 0 }\ntls: { cert: ${c.cert}, key: ${c.key} }\nupstream: { servers: [ { url: "${up.url}" } ] }\n`
   writeFileSync(file, good)
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'berth.js'), 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  let out = ''
-  child.stdout.on('data', (d) => { out += d })
-  child.stderr.on('data', (d) => { out += d })
-  await waitFor(() => out.includes('"berth listening"'), 20_000, 'berth to listen')
-  const port = (JSON.parse(out.split('\n').find((l) => l.includes('"berth listening"')) as string) as { address: { port: number } }).address.port
+  const { child, port, output } = await spawnBerth(t, ['--config', file])
   const ca = readFileSync(c.caCert)
   const agent = new https.Agent({ ca, servername: 'localhost', keepAlive: true, maxSockets: 200 })
   t.after(() => agent.destroy())
@@ -162,15 +154,15 @@ test('SIGHUP: a broken config is refused and the old one keeps serving; 200 conc
 
   writeFileSync(file, good + 'limits: { maxBodySize: lots }\n')
   child.kill('SIGHUP')
-  await waitFor(() => out.includes('reload refused'), 5000, 'refusal logged')
-  assert.match(out, /limits\.maxBodySize: expected a size/)
+  await waitFor(() => output().includes('reload refused'), 5000, 'refusal logged')
+  assert.match(output(), /limits\.maxBodySize: expected a size/)
   assert.equal(await pull(), 1, 'the old configuration still serves')
 
   writeFileSync(file, good + 'limits: { maxBodySize: 1g }\n')
   const pulls = Array.from({ length: 200 }, pull)
   for (let i = 0; i < 3; i++) { child.kill('SIGHUP'); await new Promise((resolve) => setTimeout(resolve, 30)) }
   const ok = (await Promise.all(pulls)).reduce((a, b) => a + b, 0)
-  await waitFor(() => (out.match(/"configuration reloaded"/g) ?? []).length >= 3, 5000, 'three reloads')
+  await waitFor(() => (output().match(/"configuration reloaded"/g) ?? []).length >= 3, 5000, 'three reloads')
   assert.equal(ok, 200)
   child.kill('SIGTERM')
   assert.deepEqual(await once(child, 'exit'), [0, null])

@@ -4,21 +4,10 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { startBerth, startUpstream, request, waitFor, type Berth } from '../helper.js'
+import { startBerth, startUpstream, request, waitFor, type Berth, adminGet } from '../helper.js'
 import type { UpstreamSnapshot } from '../../plugins/upstream-pool.js'
 
-function admin (berth: Berth, path: string): Promise<{ status: number, body: string, type?: string }> {
-  const port = (berth.app.adminServer?.server.address() as AddressInfo).port
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path }, (res) => {
-      let body = ''
-      res.on('data', (c: Buffer) => { body += c.toString() })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: res.headers['content-type'] }))
-    }).on('error', reject)
-  })
-}
-
-const upstreams = async (berth: Berth) => (JSON.parse((await admin(berth, '/upstreams')).body) as { upstreams: UpstreamSnapshot[] }).upstreams
+const upstreams = async (berth: Berth) => (JSON.parse((await adminGet(berth, '/upstreams')).body) as { upstreams: UpstreamSnapshot[] }).upstreams
 
 test('tcp probes mark a dead server down within fall x interval and up within rise x interval; traffic follows', async (t) => {
   const a = await startUpstream((req, res) => res.end('a'))
@@ -28,7 +17,7 @@ test('tcp probes mark a dead server down within fall x interval and up within ri
   const berth = await startBerth(t, [a.url, b.url], 'admin: { host: 127.0.0.1, port: 0 }', {
     upstream: 'healthCheck: { type: tcp, interval: 100ms, rise: 2, fall: 3, timeout: 200ms }\nnextUpstream: { on: [] }'
   })
-  assert.equal((await admin(berth, '/healthz')).status, 200)
+  assert.equal((await adminGet(berth, '/healthz')).status, 200)
   await waitFor(() => berth.app.upstreams.servers.every((s) => s.lastProbe !== null), 2000, 'first probes')
   let rows = await upstreams(berth)
   assert.deepEqual(rows.map((r) => [r.url, r.state]), [[a.url, 'up'], [b.url, 'up']])
@@ -44,7 +33,7 @@ test('tcp probes mark a dead server down within fall x interval and up within ri
   assert.equal(rows[1].lastProbe?.ok, false)
   assert.ok(rows[1].failures >= 3)
   for (let i = 0; i < 6; i++) assert.equal((await request(berth, '/v2/')).body.toString(), 'a', 'no traffic to a down server')
-  assert.equal((await admin(berth, '/readyz')).status, 200)
+  assert.equal((await adminGet(berth, '/readyz')).status, 200)
 
   // b comes back on the same port
   const back = http.createServer((req, res) => res.end('b again'))
@@ -57,7 +46,7 @@ test('tcp probes mark a dead server down within fall x interval and up within ri
   for (let i = 0; i < 6; i++) seen.add((await request(berth, '/v2/')).body.toString())
   assert.ok(seen.has('a') && seen.size === 2, [...seen].join())
 
-  const page = await admin(berth, '/status')
+  const page = await adminGet(berth, '/status')
   assert.equal(page.status, 200)
   assert.match(page.type ?? '', /text\/html/)
   assert.ok(page.body.includes(a.url) && page.body.includes(b.url))
@@ -71,12 +60,12 @@ test('http probes check the status; initialState down keeps servers out until pr
   const berth = await startBerth(t, [up.url], 'admin: { port: 0 }', {
     upstream: 'healthCheck: { type: http, interval: 100ms, rise: 2, fall: 2, timeout: 500ms, path: /v2/, expect: [200, 401], initialState: down }'
   })
-  assert.equal((await admin(berth, '/readyz')).status, 503)
+  assert.equal((await adminGet(berth, '/readyz')).status, 503)
   assert.equal((await request(berth, '/v2/')).status, 502, 'no server up yet')
   await waitFor(() => (berth.app.upstreams.servers[0].lastProbe?.error ?? '') === 'status 500', 2000, 'a failed probe')
   healthy = true
   await waitFor(() => berth.app.upstreams.servers[0].state === 'up', 2000, 'up')
-  assert.equal((await admin(berth, '/readyz')).status, 200)
+  assert.equal((await adminGet(berth, '/readyz')).status, 200)
   assert.equal((await request(berth, '/v2/')).status, 401)
   // the probe went over TLS, verified, to the probe path
   assert.ok(up.seen.some((r) => r.url === '/v2/' && r.headers['user-agent'] === 'berth-health-probe'))

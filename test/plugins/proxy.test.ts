@@ -5,17 +5,9 @@ import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
-import { startBerth, startUpstream, request, registryError, tempDir, testCerts, waitFor } from '../helper.js'
+import { startBerth, startUpstream, request, registryError, tempDir, testCerts, waitFor, deferred, bomb } from '../helper.js'
 import tls from 'node:tls'
 import { makeCerts } from '../../src/certs.js'
-
-function deferred<T = void> () {
-  let resolve!: (v: T) => void
-  const promise = new Promise<T>((r) => { resolve = r })
-  return { promise, resolve }
-}
-
-const bomb = (ms: number, what: string) => new Promise<never>((_r, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms).unref())
 
 test('the client receives the first bytes of a download before the upstream has sent the last', async (t) => {
   const firstArrived = deferred()
