@@ -6,8 +6,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import tls from 'node:tls'
-import { once } from 'node:events'
 import { startBerth, startUpstream, request, registryError, type Berth } from '../helper.js'
 import { globToRegExp } from '../../src/auth/access.js'
 
@@ -116,52 +114,4 @@ test('without access rules every authenticated user may do everything (as nginx)
   assert.equal(await as(berth, 'eve', 'DELETE', '/v2/any/repo/manifests/sha256:abc'), 200)
   assert.equal(await as(berth, 'eve', 'GET', '/v2/_catalog'), 200)
   assert.equal(await as(berth, null, 'GET', '/v2/any/repo/manifests/v1'), 401)
-})
-
-/** Sends a raw request line (clients normalise paths, so a socket is needed). */
-async function raw (berth: Berth, target: string, user = 'ci-bot'): Promise<number> {
-  const socket = tls.connect({ host: '127.0.0.1', port: berth.port, ca: berth.ca, servername: 'localhost' })
-  await once(socket, 'secureConnect')
-  socket.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(user, `${user}-pw`)}\r\nConnection: close\r\n\r\n`)
-  let out = ''
-  socket.on('data', (c: Buffer) => { out += c.toString('latin1') })
-  await once(socket, 'end')
-  socket.destroy()
-  return Number(/^HTTP\/1\.1 (\d{3})/.exec(out)?.[1] ?? 0)
-}
-
-test('path tricks never reach a repository the rules deny: each gets 400, 403 or 404 as documented', async (t) => {
-  const { berth, seen } = await setup(t)
-  // ci-bot may only touch team-a/**; every target below aims at secret/app.
-  const corpus: Array<[string, number]> = [
-    ['/v2/team-a/%2e%2e/secret/app/manifests/v1', 400],
-    ['/v2/team-a/../secret/app/manifests/v1', 400],
-    ['/v2/team-a/..%2fsecret/app/manifests/v1', 400],
-    ['/v2/team-a%2F..%2Fsecret/app/manifests/v1', 400],
-    ['/v2/team-a/%252e%252e/secret/app/manifests/v1', 400],
-    ['/v2/team-a/./../secret/app/manifests/v1', 400],
-    ['/v2/team-a//secret/app/manifests/v1', 400],
-    ['/v2//secret/app/manifests/v1', 400],
-    ['/v2/team-a\\..\\secret/app/manifests/v1', 400],
-    ['/v2/team-a/%c0%ae%c0%ae/secret/app/manifests/v1', 400],
-    ['/v2/team-a/x;/../../secret/app/manifests/v1', 400],
-    ['/v2/secret/app;team-a/x/manifests/v1', 400],
-    ['/v2/Secret/App/manifests/v1', 400],
-    ['/v2/secret/app/manifests/v1', 403],
-    ['/V2/secret/app/manifests/v1', 404],
-    ['/v2/secret/app/manifests/v1?/v2/team-a/app/manifests/v1', 403],
-    ['/v2/team-a/app/manifests/v1/../../../../secret/app/manifests/v1', 400],
-    ['/v2/team-a/app/manifests/..', 400],
-    ['/v2/%2e%2e/v2/secret/app/manifests/v1', 400],
-    ['/v2/secret/app', 404],
-    ['/', 404],
-    ['http://localhost/v2/secret/app/manifests/v1', 400]
-  ]
-  for (const [target, status] of corpus) {
-    assert.equal(await raw(berth, target), status, target)
-  }
-  assert.deepEqual(seen, [], 'nothing reached the upstream')
-  // the same user on an allowed path, as a control
-  assert.equal(await raw(berth, '/v2/team-a/app/manifests/v1'), 200)
-  assert.deepEqual(seen, ['GET /v2/team-a/app/manifests/v1'])
 })
