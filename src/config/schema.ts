@@ -21,6 +21,8 @@ function Section<T extends Record<string, TSchema>> (props: T, description: stri
   return Type.Object(props, { additionalProperties: false, description, ...(required ? {} : { default: {} }) })
 }
 
+const Port = (def: number, description: string) => Type.Integer({ default: def, minimum: 0, maximum: 65535, description, expected: 'a port number from 0 to 65535' })
+
 const FilePath = (description: string) => Type.String({ minLength: 1, description, expected: 'a file path' })
 
 // ECDHE key exchange with AEAD ciphers only (no static RSA, no CBC), plus the TLS 1.3 suites.
@@ -40,7 +42,7 @@ const Names = (what: string) => Type.Array(Type.String({ minLength: 1 }), { desc
 export const ConfigSchema = Type.Object({
   listen: Section({
     host: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Address to listen on (nginx `listen`).' }),
-    port: Type.Integer({ default: 8443, minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free one.', expected: 'a port number from 0 to 65535' })
+    port: Port(8443, 'TCP port; 0 picks a free one.')
   }, 'Where berth accepts client connections.'),
   tls: Type.Optional(Section({
     cert: FilePath('PEM certificate chain (nginx `ssl_certificate`).'),
@@ -116,7 +118,7 @@ export const ConfigSchema = Type.Object({
   }, 'Request limits.'),
   admin: Type.Optional(Section({
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Admin listener address (plain HTTP: keep it private).' }),
-    port: Type.Integer({ default: 9090, minimum: 0, maximum: 65535, description: 'Admin listener port; 0 picks a free one.', expected: 'a port number from 0 to 65535' })
+    port: Port(9090, 'Admin listener port; 0 picks a free one.')
   }, 'The admin listener: `/healthz`, `/readyz`, `/upstreams` (JSON), `/status` (HTML). Absent: none.', true)),
   pressure: Section({
     maxEventLoopDelay: Duration('1s', 'Event loop delay above which new requests get 503 with `Retry-After`; 0 = off.'),
