@@ -341,27 +341,3 @@ test('requests that arrive on an open connection while berth closes get a regist
   assert.equal(registryError(Buffer.from(second.slice(second.indexOf('\r\n\r\n') + 4))).code, 'UNAVAILABLE')
   assert.equal(up.seen.length, 1)
 })
-
-test('a client that stops reading a download is cut off after the idle timeout, and so is its upstream request', async (t) => {
-  const upstreamClosed = deferred()
-  const up = await startUpstream((req, res) => {
-    res.writeHead(200, { 'content-length': 200 * 1024 * 1024 })
-    const chunk = Buffer.alloc(1 << 20)
-    const pump = () => { while (res.write(chunk)); }
-    res.on('drain', pump)
-    res.on('close', () => upstreamClosed.resolve())
-    pump()
-  })
-  t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], '', { upstreamTls: `{ ca: ${(await testCerts()).caCert} }\n  timeouts: { idle: 500ms }` })
-  const req = https.get(`${berth.url}/v2/a/blobs/sha256:big`, { ca: berth.ca, servername: 'localhost', agent: false })
-  req.on('error', () => {})
-  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
-  res.on('error', () => {})
-  res.pause() // stop reading: buffers fill, then nothing moves
-  await Promise.race([upstreamClosed.promise, bomb(5000, 'upstream request closed after the idle timeout')])
-  // A paused socket does not see the close; reading again finds the response cut short.
-  res.resume()
-  await Promise.race([new Promise((resolve) => res.on('close', resolve)), bomb(5000, 'client connection closed')])
-  assert.equal(res.complete, false)
-})
