@@ -15,9 +15,18 @@ import { ConfigError } from './errors.js'
 type AnyPlugin = FastifyPluginAsync<Record<string, unknown>> | FastifyPluginCallback<Record<string, unknown>>
 
 /** Imports a plugin module; throws with the path and the reason when it is not a Fastify plugin. */
+/** TypeScript plugins need tsx; berth running from its sources has it already (bin/berth.js). */
+async function typescriptLoader (): Promise<void> {
+  if (process.env.BERTH_TSX === '1') return
+  const { register } = await import('tsx/esm/api')
+  register()
+  process.env.BERTH_TSX = '1'
+}
+
 export async function loadPlugin (path: string): Promise<AnyPlugin> {
   let mod: { default?: unknown }
   try {
+    if (/\.[cm]?ts$/.test(path)) await typescriptLoader()
     mod = await import(pathToFileURL(path).href) as { default?: unknown }
   } catch (err) {
     throw new Error(`cannot load ${path}: ${(err as Error).message.split('\n')[0]}`)
