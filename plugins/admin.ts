@@ -2,7 +2,7 @@
 // /readyz (at least one upstream can take requests), /upstreams (the pool as JSON) and /status (the same
 // as a small HTML page, like Tengine's check_status). It reads the pool through its snapshot only.
 import fp from 'fastify-plugin'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { UpstreamSnapshot } from './upstream-pool.js'
 
 declare module 'fastify' {
@@ -34,7 +34,7 @@ ${rows.map((r) => `<tr class="${r.state}">${cells(r).map((c) => `<td>${escapeHtm
 export default fp(async function admin (fastify) {
   const cfg = fastify.berthConfig.admin
   if (!cfg) { fastify.decorate('adminServer', null); return }
-  const server = Fastify({ loggerInstance: fastify.log.child({ listener: 'admin' }) }) as unknown as FastifyInstance
+  const server = Fastify({ loggerInstance: fastify.log.child({ listener: 'admin' }), logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance
   fastify.decorate('adminServer', server)
   const pool = fastify.upstreams
   server.get('/healthz', async () => ({ status: 'ok' }))

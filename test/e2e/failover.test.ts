@@ -49,7 +49,14 @@ test('no pull fails when a registry dies mid-download', { timeout: 180_000 }, as
     const [res] = await once(req, 'response') as [http.IncomingMessage]
     const hash = createHash('sha256')
     let bytes = 0
-    res.on('data', (c: Buffer) => { hash.update(c); bytes += c.length })
+    let sincePause = 0
+    res.on('data', (c: Buffer) => {
+      hash.update(c)
+      bytes += c.length
+      // Read slowly (about 20 MB/s): a layer download then lasts seconds, so killing the registry that
+      // streams it surely cuts it mid-body, beyond what the kernel's socket buffers still deliver.
+      if ((sincePause += c.length) >= 1 << 20) { sincePause = 0; res.pause(); setTimeout(() => res.resume(), 50) }
+    })
     await new Promise<void>((resolve, reject) => {
       res.on('end', () => res.complete ? resolve() : reject(new Error(`${path}: cut after ${bytes} bytes`)))
       res.on('error', reject)
