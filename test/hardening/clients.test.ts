@@ -111,18 +111,18 @@ test('1,000 slowloris connections do not stop a normal client from pushing', { t
   for (const s of sockets) s.destroy()
 })
 
-test('Expect: 100-continue is answered only after auth and access passed; a refused upload never sends its body', async (t) => {
+test('Expect: 100-continue is answered only after auth, access and the body limit passed; a refused upload never sends its body', async (t) => {
   const dir = tempDir(t)
   const up = await startUpstream((req, res) => { req.resume(); req.on('end', () => res.end(String(req.headers.expect))) })
   t.after(() => up.close())
   writeFileSync(join(dir, 'htpasswd'), execFileSync('htpasswd', ['-nbB', '-C', '4', 'alice', 'pw'], { encoding: 'utf8' }))
-  const berth = await startBerth(t, [up.url], `auth:\n  htpasswd: ${join(dir, 'htpasswd')}\n  access: [ { users: [alice], repositories: ["mine/**"], actions: [pull, push] } ]`)
-  const send = (path: string, authorization?: string) => new Promise<{ status: number, continued: boolean, body: string }>((resolve, reject) => {
+  const berth = await startBerth(t, [up.url], `limits: { maxBodySize: 1k }\nauth:\n  htpasswd: ${join(dir, 'htpasswd')}\n  access: [ { users: [alice], repositories: ["mine/**"], actions: [pull, push] } ]`)
+  const send = (path: string, authorization?: string, length = 1024) => new Promise<{ status: number, continued: boolean, body: string }>((resolve, reject) => {
     let continued = false
-    const headers: Record<string, string | number> = { expect: '100-continue', 'content-length': 1024 }
+    const headers: Record<string, string | number> = { expect: '100-continue', 'content-length': length }
     if (authorization) headers.authorization = authorization
     const req = https.request(`${berth.url}${path}`, { method: 'PUT', ca: berth.ca, servername: 'localhost', agent: false, headers })
-    req.on('continue', () => { continued = true; req.end(Buffer.alloc(1024)) })
+    req.on('continue', () => { continued = true; req.end(Buffer.alloc(length)) })
     req.on('response', (res) => {
       let body = ''
       res.on('data', (c: Buffer) => { body += c.toString() })
@@ -134,6 +134,7 @@ test('Expect: 100-continue is answered only after auth and access passed; a refu
   const alice = 'Basic ' + Buffer.from('alice:pw').toString('base64')
   assert.deepEqual(await send('/v2/mine/app/blobs/uploads/u').then((r) => [r.status, r.continued]), [401, false])
   assert.deepEqual(await send('/v2/other/app/blobs/uploads/u', alice).then((r) => [r.status, r.continued]), [403, false])
+  assert.deepEqual(await send('/v2/mine/app/blobs/uploads/u', alice, 4096).then((r) => [r.status, r.continued]), [413, false])
   const ok = await send('/v2/mine/app/blobs/uploads/u', alice)
   assert.deepEqual([ok.status, ok.continued, ok.body], [200, true, 'undefined'], 'the Expect header is not forwarded')
   assert.equal(up.seen.length, 1)
