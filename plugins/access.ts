@@ -5,8 +5,7 @@ import type { FastifyRequest } from 'fastify'
 import { AccessPolicy, type Action } from '../src/auth/access.js'
 import { DeniedError, NameInvalidError, NotFoundError } from '../src/errors.js'
 import { challenge } from './auth.js'
-
-const NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/
+import { REPOSITORY_NAME } from './request-target.js'
 
 function methodAction (method: string): Action {
   switch (method) {
@@ -61,7 +60,7 @@ export default fp(async function access (fastify) {
     const repository = action.repository as string
     if (!policy.allows(user, methodAction(request.raw.method ?? 'GET'), repository)) { refuse(); return }
     for (const from of mountSources(request)) {
-      if (!NAME.test(from)) { done(new NameInvalidError()); return }
+      if (!REPOSITORY_NAME.test(from) || from.length > 255) { done(new NameInvalidError()); return }
       if (!policy.allows(user, 'pull', from)) { refuse(); return }
     }
     done()

@@ -7,8 +7,9 @@
 // throttling, htpasswd parsing or anonymous access.
 import fp from 'fastify-plugin'
 import basicAuth from '@fastify/basic-auth'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply } from 'fastify'
 import { UserStore } from '../src/auth/users.js'
+import { peerAddress } from './request-target.js'
 import { Throttle } from '../src/auth/throttle.js'
 import { TooManyFailuresError, UnauthorizedError, type RegistryErrorShape } from '../src/errors.js'
 
@@ -20,11 +21,6 @@ declare module 'fastify' {
 }
 
 export interface AuthStats { successes: number, failures: number, throttled: number }
-
-export function clientAddress (request: FastifyRequest): string {
-  const a = request.raw.socket.remoteAddress ?? ''
-  return a.startsWith('::ffff:') ? a.slice(7) : a
-}
 
 /** The 401 every unauthenticated refusal carries, so `docker login` knows to send credentials. */
 export function challenge (reply: FastifyReply, value: string): Error {
@@ -74,7 +70,7 @@ export default fp(async function auth (fastify) {
   fastify.addHook('onRequest', (request, reply, done) => {
     // No credentials: anonymous. plugins/access.ts decides, and challenges when it must.
     if (request.headers.authorization === undefined) { done(); return }
-    const address = clientAddress(request)
+    const address = peerAddress(request.raw)
     const wait = throttle.blockedFor(address)
     if (wait > 0) {
       stats.throttled++

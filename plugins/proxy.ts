@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { requestBody } from './body-limit.js'
+import { peerAddress } from './request-target.js'
 import type { Upstream, UpstreamPool } from './upstream-pool.js'
 import type { BerthConfig } from '../src/config/schema.js'
 import { createHash, type Hash } from 'node:crypto'
@@ -25,11 +26,6 @@ function connectionTokens (value: string | string[] | undefined): Set<string> | 
   if (value === undefined) return null
   const list = (Array.isArray(value) ? value.join(',') : value).toLowerCase().split(',')
   return new Set(list.map((t) => t.trim()).filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive'))
-}
-
-function peerAddress (req: IncomingMessage): string {
-  const a = req.socket.remoteAddress ?? ''
-  return a.startsWith('::ffff:') ? a.slice(7) : a
 }
 
 /** The seed's proxy_set_header lines, done right; Host passes unchanged. Flat [name, value, …] for undici. */

@@ -9,6 +9,8 @@ import { BadRequestError, BadRequestTargetError, NameInvalidError } from '../src
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
 const NAME = `${COMPONENT}(?:/${COMPONENT})*`
 const REPO_ROUTE = new RegExp(`^/v2/(${NAME})/(manifests|blobs|tags|referrers)/(.*)$`)
+/** A whole repository name in distribution's grammar (also for a mount's `from`). */
+export const REPOSITORY_NAME = new RegExp(`^${NAME}$`)
 const REPO_INTENDED = /^\/v2\/.+\/(manifests|blobs|tags|referrers)\//
 
 /**
@@ -18,6 +20,12 @@ const REPO_INTENDED = /^\/v2\/.+\/(manifests|blobs|tags|referrers)\//
  * backslash, no `;`. Anything else could be read differently by berth and by the registry.
  */
 const CANONICAL_PATH = /^(?:\/[A-Za-z0-9_:+=-][A-Za-z0-9._:+=-]*)*\/?$/
+
+/** The client's address as logged and forwarded: IPv4-mapped IPv6 shown as plain IPv4. */
+export function peerAddress (req: { socket: { remoteAddress?: string } | null }): string {
+  const a = req.socket?.remoteAddress ?? ''
+  return a.startsWith('::ffff:') ? a.slice(7) : a
+}
 
 export function parseRegistryPath (path: string): RegistryAction {
   if (path === '/v2/' || path === '/v2') return { kind: 'base', repository: null, reference: null }

@@ -28,7 +28,6 @@ export const TooManyFailuresError = family('BERTH_ERR_THROTTLED', 'too many fail
 export const NameInvalidError = family('BERTH_ERR_NAME_INVALID', 'invalid repository name', 400, 'NAME_INVALID')
 export const OverloadedError = family('BERTH_ERR_OVERLOADED', 'berth is overloaded; retry later', 503, 'UNAVAILABLE')
 export const ClientTimeoutError = family('BERTH_ERR_CLIENT_TIMEOUT', 'nothing moved on the connection for %s: request ended', 408, 'BLOB_UPLOAD_INVALID')
-export const InternalError = family('BERTH_ERR_INTERNAL', 'internal error', 500, 'UNKNOWN')
 export const NotFoundError = family('BERTH_ERR_NOT_FOUND', 'not a registry API path', 404, 'UNSUPPORTED')
 
 /** A configuration file with problems; `problems` are "key.path: what was expected, got what". */
