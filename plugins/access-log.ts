@@ -3,6 +3,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { Logs } from '../src/logging.js'
+import { peerAddress } from './request-target.js'
+import { whenResponseDone } from '../src/response-done.js'
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 const pad = (n: number) => (n < 10 ? '0' : '') + n
@@ -81,8 +83,8 @@ export default fp<{ logs: Logs }>(async function accessLog (fastify, opts) {
     const start = performance.now()
     const res = reply.raw
     // Read now: by the time the response closes, the socket may be gone.
-    const remoteAddr = (request.raw.socket?.remoteAddress ?? '-').replace(/^::ffff:/, '')
-    res.once('close', () => {
+    const remoteAddr = peerAddress(request.raw) || '-'
+    whenResponseDone(res, () => {
       const e = entry(request, start, remoteAddr)
       e.status = res.statusCode
       e.completed = res.writableFinished

@@ -5,6 +5,7 @@
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { FastifyRequest } from 'fastify'
+import { whenResponseDone } from '../src/response-done.js'
 
 /** pull, push or other, as the registry action and method say. */
 export function actionLabel (request: FastifyRequest): 'pull' | 'push' | 'other' {
@@ -51,7 +52,7 @@ export default fp(async function metrics (fastify) {
   fastify.addHook('onRequest', (request, reply, done) => {
     const start = performance.now()
     inFlight.inc()
-    reply.raw.once('close', () => {
+    whenResponseDone(reply.raw, () => {
       inFlight.dec()
       const action = actionLabel(request)
       requests.inc({ method: request.raw.method ?? 'OTHER', status: `${Math.floor(reply.raw.statusCode / 100)}xx`, action })

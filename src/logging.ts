@@ -16,6 +16,8 @@ export interface Logs {
   /** Reopens the files (logrotate's postrotate: kill -USR1). */
   reopen (): void
   flush (): void
+  /** Waits for writes in flight, then flushes: nothing written before is lost when the process exits. */
+  settle (): Promise<void>
 }
 
 /** Opens both logs; resolves once the files are open, so a bad path fails at start, not on a request. */
@@ -33,6 +35,11 @@ export async function createLogs (config: BerthConfig): Promise<Logs> {
     redact: { paths: ['req.headers.authorization', 'headers.authorization', 'req.headers.cookie', 'authorization', 'password'], censor: '[redacted]' },
     base: { pid: process.pid }
   }, errorDest)
+  const flush = () => {
+    for (const d of [errorDest, access]) {
+      try { d.flushSync() } catch { /* not ready yet, or closed: nothing buffered to lose */ }
+    }
+  }
   return {
     logger,
     access,
@@ -41,10 +48,15 @@ export async function createLogs (config: BerthConfig): Promise<Logs> {
       if (config.log.error !== '-') errorDest.reopen()
       if (config.log.access !== '-') access.reopen()
     },
-    flush () {
-      for (const d of [errorDest, access]) {
-        try { d.flushSync() } catch { /* not ready yet, or closed: nothing buffered to lose */ }
+    flush,
+    async settle () {
+      // flushSync() leaves alone a chunk whose asynchronous write is under way (sonic-boom's `_writing`),
+      // and process.exit() would not wait for it: wait for it first (bounded).
+      const end = Date.now() + 2000
+      while ([errorDest, access].some((d) => (d as unknown as { _writing: boolean })._writing) && Date.now() < end) {
+        await new Promise((resolve) => setTimeout(resolve, 5))
       }
+      flush()
     }
   }
 }

@@ -64,7 +64,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     closing = true
     const drainTimeout = app.berthConfig.shutdown.drainTimeout
     app.log.info({ signal, drainTimeout }, 'draining: no new connections; requests in flight may finish')
-    const exit = (code: number) => { logs.flush(); process.exit(code) }
+    const exit = (code: number) => { void logs.settle().then(() => process.exit(code)) }
     setTimeout(() => {
       app.log.warn('drain timeout: closing the connections still open')
       app.server.closeAllConnections()

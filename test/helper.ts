@@ -115,7 +115,7 @@ export async function startBerth (t: { after: (fn: () => Promise<void> | void) =
     },
     async close () {
       await app.close()
-      logs.flush()
+      await logs.settle()
     }
   }
   t.after(() => berth.close())
