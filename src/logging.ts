@@ -5,9 +5,17 @@ import type { BerthConfig } from './config/schema.js'
 
 type Destination = ReturnType<typeof pino.destination>
 
-function destination (path: string, fd: 1 | 2): Destination {
-  return pino.destination(path === '-' ? { dest: fd, sync: false } : { dest: path, sync: false, mkdir: true })
+function destination (path: string, fd: 1 | 2, minLength = 0): Destination {
+  return pino.destination(path === '-' ? { dest: fd, sync: false, minLength } : { dest: path, sync: false, mkdir: true, minLength })
 }
+
+/**
+ * The access log gathers lines up to this many bytes (or ACCESS_FLUSH ms) per write: one write per line
+ * cost berth ~70 us of main-thread time per request under load, the largest single item in a profile of
+ * small requests (nginx's `access_log … buffer=4k flush=1s`, here always on).
+ */
+const ACCESS_BUFFER = 4096
+const ACCESS_FLUSH = 1000
 
 export interface Logs {
   logger: Logger
@@ -23,7 +31,7 @@ export interface Logs {
 /** Opens both logs; resolves once the files are open, so a bad path fails at start, not on a request. */
 export async function createLogs (config: BerthConfig): Promise<Logs> {
   const errorDest = destination(config.log.error, 2)
-  const access = destination(config.log.access, 1)
+  const access = destination(config.log.access, 1, ACCESS_BUFFER)
   await Promise.all([errorDest, access].map((d) => new Promise<void>((resolve, reject) => {
     if ((d as unknown as { fd: number }).fd >= 0) { resolve(); return }
     d.once('ready', () => resolve())
@@ -40,6 +48,11 @@ export async function createLogs (config: BerthConfig): Promise<Logs> {
       try { d.flushSync() } catch { /* not ready yet, or closed: nothing buffered to lose */ }
     }
   }
+  // Lines of a quiet second are written within the next one (an asynchronous flush: nothing blocks).
+  const timer = setInterval(() => {
+    if (!(access as unknown as { _writing: boolean })._writing) access.flush()
+  }, ACCESS_FLUSH).unref()
+  access.once('close', () => clearInterval(timer))
   return {
     logger,
     access,

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import net from 'node:net'
 import https from 'node:https'
 import assert from 'node:assert/strict'
-import { testCerts, sleep, spawnBerth } from '../helper.js'
+import { testCerts, sleep, spawnBerth, waitFor } from '../helper.js'
 
 
 /** Fails (never skips) when a tool is missing: .ci/run installs them. */
@@ -99,6 +99,14 @@ export async function startBerthProcess (t: { after: (fn: () => Promise<void> | 
   return { ...proc, stop: async () => { proc.child.kill('SIGTERM'); await once(proc.child, 'exit') }, configFile }
 }
 
+/** The access log of a running berth (startBerthProcess) once it has a line matching `line`: berth
+ * writes the lines it gathered at least once a second. */
+export async function accessLogWith (dir: string, line: RegExp): Promise<string> {
+  const read = () => { try { return readFileSync(join(dir, 'access.log'), 'utf8') } catch { return '' } }
+  await waitFor(() => line.test(read()), 5000, `an access log line matching ${line}`)
+  return read()
+}
+
 /** A directory holding only the CA, for skopeo's --cert-dir options. */
 export async function certDir (dir: string): Promise<string> {
   const c = await testCerts()
@@ -110,11 +118,24 @@ export async function certDir (dir: string): Promise<string> {
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
+/** How layers are filled: random bytes deflated fast (tests), or `fast` for benchmarks, where no byte
+ * is compressed (gzip level 0) and every MiB is one shared random MiB stamped with a unique prefix. */
+export interface LayerOptions { fast?: string }
+
+let sharedMiB: Buffer | null = null
+function filler (fast: string | undefined, size: number, n: number): Buffer {
+  if (fast === undefined) return randomBytes(n)
+  sharedMiB ??= randomBytes(1 << 20)
+  const b = Buffer.from(sharedMiB.subarray(0, n))
+  b.write(`${fast}:${size}:${n}:${Math.random()}`, 0)
+  return b
+}
+
 /**
  * A gzipped one-file ustar archive (the usual layer format) of `size` random bytes, streamed to disk.
  * Compressed, because skopeo would gzip an uncompressed layer on push and change its digest.
  */
-async function tarLayer (path: string, name: string, size: number): Promise<{ digest: string, diffId: string, size: number }> {
+async function tarLayer (path: string, name: string, size: number, opts: LayerOptions = {}): Promise<{ digest: string, diffId: string, size: number }> {
   const header = Buffer.alloc(512)
   header.write(name, 0)
   header.write('0000644\0', 100)
@@ -131,7 +152,7 @@ async function tarLayer (path: string, name: string, size: number): Promise<{ di
   const diff = createHash('sha256')
   const digest = createHash('sha256')
   let compressed = 0
-  const gzip = createGzip({ level: 1 })
+  const gzip = createGzip({ level: opts.fast === undefined ? 1 : 0 })
   const out = createWriteStream(path)
   gzip.on('data', (c: Buffer) => { digest.update(c); compressed += c.length })
   gzip.pipe(out)
@@ -139,7 +160,7 @@ async function tarLayer (path: string, name: string, size: number): Promise<{ di
   await put(header)
   for (let left = size; left > 0;) {
     const n = Math.min(left, 1 << 20)
-    await put(randomBytes(n))
+    await put(filler(opts.fast, size, n))
     left -= n
   }
   await put(Buffer.alloc((512 - (size % 512)) % 512 + 1024)) // pad to a block, then two zero blocks
@@ -151,13 +172,13 @@ async function tarLayer (path: string, name: string, size: number): Promise<{ di
 export interface Layout { dir: string, manifestDigest: string, layers: string[], layerSizes: number[], config: string }
 
 /** An OCI image layout at `dir` with tag `tag` and one layer per entry of `sizes` (bytes of payload). */
-export async function ociLayout (dir: string, tag: string, sizes: number[]): Promise<Layout> {
+export async function ociLayout (dir: string, tag: string, sizes: number[], opts: LayerOptions = {}): Promise<Layout> {
   const blobs = join(dir, 'blobs', 'sha256')
   mkdirSync(blobs, { recursive: true })
   const layers: Array<{ digest: string, diffId: string, size: number }> = []
   for (const [i, size] of sizes.entries()) {
     const tmp = join(dir, `layer-${i}.tar`)
-    const l = await tarLayer(tmp, `file-${i}.bin`, size)
+    const l = await tarLayer(tmp, `file-${i}.bin`, size, opts)
     const { renameSync } = await import('node:fs')
     renameSync(tmp, join(blobs, l.digest.slice(7)))
     layers.push(l)

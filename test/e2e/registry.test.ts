@@ -6,7 +6,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import https from 'node:https'
 import { tempDir, testCerts } from '../helper.js'
-import { startRegistry, startBerthProcess, certDir, ociLayout, skopeo, sha256 } from './fixtures.js'
+import { startRegistry, startBerthProcess, certDir, ociLayout, skopeo, sha256, accessLogWith } from './fixtures.js'
 
 function post (port: number, ca: Buffer, path: string, host: string): Promise<{ status: number, location?: string }> {
   return new Promise((resolve, reject) => {
@@ -46,8 +46,9 @@ test('skopeo pushes a two-layer image (one layer of 64 MB) through berth and pul
   }
   assert.equal(readdirSync(join(out, 'blobs', 'sha256')).length, 4)
 
-  // Everything went through berth: the access log has the upload and the layer download.
-  const log = readFileSync(join(dir, 'access.log'), 'utf8')
+  // Everything went through berth: the access log has the upload and the layer download (lines are
+  // written within a second).
+  const log = await accessLogWith(dir, new RegExp(`"GET /v2/e2e/app/blobs/${image.layers[0]} `))
   assert.match(log, /"PUT \/v2\/e2e\/app\/blobs\/uploads\/[^ ]+ HTTP\/1\.1" 201 /)
   assert.match(log, new RegExp(`"GET /v2/e2e/app/blobs/${image.layers[0]} HTTP/1\\.1" 200 ${image.layerSizes[0]} `))
   assert.match(log, new RegExp(`upstream=127\\.0\\.0\\.1:${registry.port}`))

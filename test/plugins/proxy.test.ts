@@ -132,9 +132,34 @@ test('every method reaches the upstream with its body; upstream connections are 
     assert.equal(res.status, 200)
     assert.equal(res.body.toString(), `${method} /v2/r/manifests/latest?x=1 ${body ?? ''}`)
   }
+  assert.equal(connections, 1)
   const head = await request(berth, '/v2/r/manifests/latest', { method: 'HEAD' })
   assert.equal(head.status, 200)
-  assert.equal(connections, 1)
+  assert.equal(connections, 2, 'HEADs have their own kept-alive connections (next test)')
+})
+
+test('HEAD requests keep their upstream connection too (undici would close it after each one)', async (t) => {
+  let connections = 0
+  const up = await startUpstream((req, res) => {
+    res.setHeader('content-length', 1234)
+    res.setHeader('docker-content-digest', 'sha256:abc')
+    res.setHeader('link', ['<a>; rel="x"', '<b>; rel="y"'])
+    res.statusCode = req.url?.includes('missing') === true ? 404 : 200
+    res.end(req.method === 'HEAD' ? undefined : 'x'.repeat(1234))
+  })
+  up.server.on('secureConnection', () => { connections++ })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  for (let i = 0; i < 5; i++) {
+    const res = await request(berth, `/v2/r/manifests/${i === 3 ? 'missing' : 'latest'}`, { method: 'HEAD', headers: { host: 'registry.example.com' } })
+    assert.equal(res.status, i === 3 ? 404 : 200)
+    assert.equal(res.headers['content-length'], '1234')
+    assert.equal(res.headers['docker-content-digest'], 'sha256:abc')
+    assert.equal(res.headers.link, '<a>; rel="x", <b>; rel="y"')
+    assert.equal(res.body.length, 0)
+  }
+  assert.equal(connections, 1, 'one kept-alive connection for all five HEADs')
+  assert.equal(up.seen.filter((r) => r.method === 'HEAD' && r.headers.host === 'registry.example.com' && r.headers['x-forwarded-proto'] === 'https').length, 5)
 })
 
 test('Content-Length over the limit: 413 before any upstream connection, the body is not read', async (t) => {
@@ -231,8 +256,10 @@ test('upstream TLS is verified: a certificate from another CA gives 502 unless v
   const res = await request(berth, '/v2/')
   assert.equal(res.status, 502)
   assert.equal(registryError(res.body).code, 'UNAVAILABLE')
+  assert.equal((await request(berth, '/v2/', { method: 'HEAD' })).status, 502, 'HEAD goes through its own connections: verified too')
   const off = await startBerth(t, [url], '', { upstreamTls: '{ verify: false }' })
   assert.equal((await request(off, '/v2/')).status, 200)
+  assert.equal((await request(off, '/v2/', { method: 'HEAD' })).status, 200)
 })
 
 test('the upstream certificate is checked against the upstream URL, whatever Host the client sends', async (t) => {
@@ -243,6 +270,7 @@ test('the upstream certificate is checked against the upstream URL, whatever Hos
     const res = await request(berth, '/v2/', { headers: { host } })
     assert.equal(res.status, 200, host)
     assert.equal(res.body.toString(), host)
+    assert.equal((await request(berth, '/v2/', { method: 'HEAD', headers: { host } })).status, 200, `HEAD ${host}`)
   }
 })
 

@@ -1,0 +1,190 @@
+// What the benchmark needs besides the test fixtures: the seed's nginx, process CPU and memory readings
+// from /proc, curl and autocannon runs, and medians.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import { requireTool } from '../test/e2e/fixtures.js'
+import { waitFor } from '../test/helper.js'
+
+export type Cleanups = { after: (fn: () => Promise<void> | void) => void }
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+/** The benchmark installs nothing: it names the Debian package that is missing. */
+export function need (cmd: string, pkg: string): void {
+  try { requireTool(cmd, pkg) } catch { throw new Error(`${cmd} is missing: apt-get install -y ${pkg}`) }
+}
+
+export function curl (args: string[]): string {
+  const r = spawnSync('curl', ['-s', '-S', '--fail', ...args], { encoding: 'utf8', maxBuffer: 1 << 24 })
+  if (r.status !== 0) throw new Error(`curl ${args.filter((a) => !a.includes(':') || a.startsWith('http')).join(' ')}: ${r.stderr}`)
+  return r.stdout
+}
+
+/** Async curl, for runs that overlap (the memory measurement). */
+export async function curlAsync (args: string[]): Promise<string> {
+  const child = spawn('curl', ['-s', '-S', '--fail', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (c) => { out += c })
+  child.stderr.on('data', (c) => { err += c })
+  const [code] = await once(child, 'exit') as [number]
+  if (code !== 0) throw new Error(`curl: ${err}`)
+  return out
+}
+
+const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100)
+
+/** A process and its children (nginx's workers, berth's cluster workers). */
+export function processTree (pid: number): number[] {
+  const out = [pid]
+  try {
+    for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)) {
+      if (child !== '') out.push(...processTree(Number(child)))
+    }
+  } catch {
+    // no children file: scan /proc for the parent id
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue
+      try {
+        const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(...processTree(Number(name)))
+      } catch {}
+    }
+  }
+  return out
+}
+
+/** User plus system CPU seconds used so far by a process tree. */
+export function cpuSeconds (pid: number): number {
+  let ticks = 0
+  for (const p of processTree(pid)) {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    ticks += Number(fields[11]) + Number(fields[12])
+  }
+  return ticks / TICK
+}
+
+function statusKb (pid: number, key: string): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? 0 : Number(m[1])
+}
+
+/** Resident memory of a process tree now, in MB. */
+export const rssMB = (pid: number): number => processTree(pid).reduce((s, p) => s + statusKb(p, 'VmRSS'), 0) / 1024
+/** Peak resident memory of a process tree since the last resetPeak, in MB. */
+export const peakMB = (pid: number): number => processTree(pid).reduce((s, p) => s + statusKb(p, 'VmHWM'), 0) / 1024
+/** Starts a new peak (VmHWM) for each process of the tree: proc(5) clear_refs "5". */
+export function resetPeak (pid: number): void {
+  for (const p of processTree(pid)) writeFileSync(`/proc/${p}/clear_refs`, '5')
+}
+
+export interface Load { rps: number, p50: number, p99: number, requests: number, non2xx: number, errors: number, cpuPerRequestUs: number }
+
+/**
+ * autocannon against one target, with the CPU seconds the target's process tree used meanwhile. HEAD is
+ * sent with a parser told to expect no body (autocannon's http-parser-js would wait for one, as wrk does).
+ */
+export async function load (opts: { port: number, path: string, method?: 'GET' | 'HEAD', headers?: Record<string, string>, connections: number, seconds: number, pid: number }): Promise<Load> {
+  const before = cpuSeconds(opts.pid)
+  const head = opts.method === 'HEAD'
+  const r = await autocannon({
+    url: `https://127.0.0.1:${opts.port}${opts.path}`,
+    method: opts.method ?? 'GET',
+    connections: opts.connections,
+    duration: opts.seconds,
+    headers: opts.headers,
+    servername: 'localhost',
+    setupClient: head
+      ? (client: any) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+          // http-parser-js's HTTPParser.kOnHeadersComplete: a response to HEAD has no body whatever its
+          // Content-Length says; returning true makes the parser complete the message there. Set after the
+          // constructor, which installs its own handlers once setupClient returns.
+          process.nextTick(() => {
+            const parser = client.parser
+            const done = parser[2]
+            parser[2] = (info: unknown) => { done(info); return true }
+          })
+        }
+      : undefined
+  } as autocannon.Options)
+  const cpu = cpuSeconds(opts.pid) - before
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    requests: r.requests.total,
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+    cpuPerRequestUs: r.requests.total > 0 ? cpu / r.requests.total * 1e6 : NaN
+  }
+}
+
+export interface Nginx { port: number, pid: number, version: string }
+
+/**
+ * nginx (Debian's nginx-light) configured as the seed's final server {} block: the Tengine-only `check`
+ * line left out, `proxy_request_buffering off` and `proxy_http_version 1.1` added so that it streams,
+ * `worker_processes auto` as Debian's nginx.conf ships it.
+ */
+export async function startNginx (t: Cleanups, prefix: string, o: { port: number, registryPort: number, cert: string, key: string, htpasswd: string, ca: string }): Promise<Nginx> {
+  need('nginx', 'nginx-light')
+  mkdirSync(join(prefix, 'logs'), { recursive: true })
+  const conf = join(prefix, 'nginx.conf')
+  writeFileSync(conf, `
+worker_processes auto;
+error_log ${prefix}/logs/error.log;
+pid ${prefix}/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log ${prefix}/logs/access.log;
+  client_body_temp_path ${prefix}/body;
+  proxy_temp_path ${prefix}/proxy;
+  upstream registry { server 127.0.0.1:${o.registryPort} weight=1; }
+  server {
+    listen 127.0.0.1:${o.port} ssl;
+    server_name localhost;
+    ssl_certificate ${o.cert};
+    ssl_certificate_key ${o.key};
+    ssl_session_cache shared:SSL:1m;
+    ssl_session_timeout 5m;
+    ssl_ciphers HIGH:!aNULL:!MD5;
+    ssl_prefer_server_ciphers on;
+    client_max_body_size 300m;
+    chunked_transfer_encoding on;
+    location / {
+      auth_basic "Auth";
+      auth_basic_user_file ${o.htpasswd};
+      proxy_pass https://registry;
+      proxy_next_upstream error timeout invalid_header http_500 http_502 http_503 http_504;
+      proxy_redirect off;
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_http_version 1.1;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+  }
+}
+`)
+  const child: ChildProcess = spawn('nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  child.stderr?.on('data', (c) => { err += c })
+  t.after(async () => {
+    if (child.exitCode !== null) return
+    child.kill('SIGQUIT')
+    await once(child, 'exit')
+  })
+  await waitFor(() => {
+    if (child.exitCode !== null) throw new Error(`nginx exited: ${err}`)
+    return spawnSync('curl', ['-s', '-o', '/dev/null', '--cacert', o.ca, `https://localhost:${o.port}/v2/`]).status === 0
+  }, 10_000, 'nginx')
+  return { port: o.port, pid: child.pid as number, version: spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim().replace(/^nginx version: /, '') }
+}
