@@ -11,7 +11,8 @@ export interface RegistryErrorShape extends Error {
 }
 
 function family (code: string, message: string, status: number, registryCode: string) {
-  const E = createError(code, message, status)
+  // No stack trace: these are answers, not bugs, and capturing one was 8 % of berth's CPU on the 401 path.
+  const E = createError(code, message, status, Error, false)
   ;(E.prototype as unknown as RegistryErrorShape).registryCode = registryCode
   return E
 }
