@@ -26,8 +26,9 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const SECONDS = Number(process.env.SECONDS ?? 3)
 const BLOB_MB = Number(process.env.BLOB_MB ?? 250)
 const CONNECTIONS = 32
-const onlyArg = process.argv.find((a) => a.startsWith('--only'))
-const only = new Set((onlyArg?.includes('=') ? onlyArg.split('=')[1] : process.argv[process.argv.indexOf('--only') + 1] ?? '').split(',').filter(Boolean))
+const onlyAt = process.argv.findIndex((a) => a.startsWith('--only'))
+const onlyArg = onlyAt < 0 ? '' : process.argv[onlyAt].includes('=') ? process.argv[onlyAt].split('=')[1] : process.argv[onlyAt + 1] ?? ''
+const only = new Set(onlyArg.split(',').filter(Boolean))
 const wanted = (section: string) => only.size === 0 || only.has(section)
 
 const cleanups: Array<() => Promise<void> | void> = []
@@ -90,7 +91,9 @@ try {
     // the error log on stderr: spawnBerth waits for its "berth listening" line
     `log: { access: ${join(dir, 'berth-access.log')}, error: "-" }`
   ].join('\n'))
-  const berthProc = await spawnBerth(t, ['--config', join(dir, 'berth.yaml')])
+  // BERTH_WORKERS=N: berth in N node:cluster workers (the `workers` experiment, bench/cluster.ts)
+  const workers = Number(process.env.BERTH_WORKERS ?? 1)
+  const berthProc = await spawnBerth(t, ['--config', join(dir, 'berth.yaml')], workers > 1 ? '../bench/cluster.ts' : undefined)
   const targets: Record<Name, Target> = {
     registry: { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null },
     nginx: { name: 'nginx', port: nginx.port, pid: nginx.pid, creds: users.apr1 },
@@ -99,7 +102,7 @@ try {
   const ca = ['--cacert', files.caCert]
   const auth = (target: Target) => target.creds === null ? [] : ['-u', target.creds]
   const url = (target: Target, path: string) => `https://localhost:${target.port}${path}`
-  log(`registry :${registry.port}, nginx ${nginx.version} :${nginx.port}, berth :${berthProc.port}`)
+  log(`registry :${registry.port}, nginx ${nginx.version} :${nginx.port}, berth :${berthProc.port}${workers > 1 ? ` (${workers} workers)` : ''}`)
   if (process.argv.includes('--hold')) {
     // everything stays up for measurements by hand until Ctrl-C
     log(`holding: CA ${files.caCert}, users ${Object.values(users).join(', ')}; pids berth ${targets.berth.pid}, nginx ${targets.nginx.pid}, registry ${targets.registry.pid}`)
@@ -316,7 +319,7 @@ try {
     ...rows
   ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '')
   console.log(`\n${table}\n`)
-  const machine = { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, nginx: nginx.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
+  const machine = { berthWorkers: workers, cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, nginx: nginx.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
   console.log(`${machine.cores} cores (${machine.cpu}), Node ${machine.node}, nginx ${machine.nginx}; ${((Date.now() - started) / 1000).toFixed(0)} s`)
   if (only.size === 0) {
     mkdirSync(new URL('./results/', import.meta.url), { recursive: true })

@@ -3,6 +3,7 @@
 // parser are encapsulated so that they do not leak into user plugins.
 import fp from 'fastify-plugin'
 import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http'
+import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { requestBody } from './body-limit.js'
@@ -127,7 +128,7 @@ class Forwarding {
   pool: UpstreamPool
   opts: ProxyOptions
   headers: string[]
-  body: IncomingMessage | AsyncIterable<Buffer> | null
+  body: Readable | null
   tried = new Set<Upstream>()
   reasons: string[] = []
   startedAt = Date.now()
@@ -192,8 +193,7 @@ class Forwarding {
       path: req.url as string,
       method: req.method as Dispatcher.HttpMethod,
       headers: from < 0 ? this.headers : [...this.headers, 'range', `bytes=${from}-`],
-      // undici accepts async iterables (the counted chunked body) although its types list only streams.
-      body: (from < 0 ? this.body : null) as Dispatcher.DispatchOptions['body'],
+      body: from < 0 ? this.body : null,
       // Not in undici's types, but read by its Request: keeps one TLS name per pool whatever the Host.
       servername: upstream.servername
     } as Dispatcher.DispatchOptions, attempt)

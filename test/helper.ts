@@ -173,9 +173,10 @@ export function adminGet (berth: Berth, path: string): Promise<{ status: number,
 
 export interface BerthProcess { child: ChildProcess, port: number, output: () => string }
 
-/** `berth start ARGS…` as a child process (bin/berth.js); resolves once it logged "berth listening". */
-export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) => void }, args: string[]): Promise<BerthProcess> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../bin/berth.js', import.meta.url)), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+/** `berth start ARGS…` as a child process (bin/berth.js, or `entry` run the same way); resolves once it
+ * logged "berth listening". */
+export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) => void }, args: string[], entry = '../bin/berth.js'): Promise<BerthProcess> {
+  const child = spawn(process.execPath, [...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), fileURLToPath(new URL(entry, import.meta.url)), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout?.on('data', (c) => { out += c })
   child.stderr?.on('data', (c) => { out += c })
