@@ -58,14 +58,16 @@ async function blobFile (path: string, mb: number): Promise<string> {
 }
 
 /**
- * Waits (up to 15 s) until a target has been idle for 200 ms: nginx goes on hashing the bcrypt requests a
- * finished run left queued, seconds after the client has gone, and that must not count against the next run.
+ * Waits (up to 15 s) until every server has been idle for 200 ms: nginx goes on hashing the bcrypt
+ * requests a finished run left queued, seconds after the client has gone, and that CPU must not be taken
+ * from the next run, whichever server it measures.
  */
-async function quiet (target: Target): Promise<void> {
+async function quiet (targets: Target[]): Promise<void> {
+  const busy = () => targets.reduce((sum, x) => sum + cpuSeconds(x.pid), 0)
   const end = Date.now() + 15_000
-  for (let before = cpuSeconds(target.pid); Date.now() < end;) {
+  for (let before = busy(); Date.now() < end;) {
     await sleep(200)
-    const now = cpuSeconds(target.pid)
+    const now = busy()
     if (now - before < 0.02) return
     before = now
   }
@@ -191,7 +193,7 @@ try {
           const key = `${c.key}, ${user} user`
           r[key] ??= { nginx: [], berth: [] }
           for (const target of order(pair, round)) {
-            await quiet(target)
+            await quiet(Object.values(targets))
             const res = await load({ port: target.port, path: c.path, method: c.method, headers: { ...c.headers, authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: SECONDS, pid: target.pid })
             if (res.non2xx > 0 || res.errors > 0) throw new Error(`${target.name} ${key}: ${res.non2xx} answers were not 2xx, ${res.errors} errors`)
             r[key][target.name].push(res)
@@ -218,7 +220,7 @@ try {
     const r: Record<string, Load[]> = { nginx: [], berth: [] }
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of order(pair, round)) {
-        await quiet(target)
+        await quiet(Object.values(targets))
         const res = await load({ port: target.port, path: '/v2/', connections: CONNECTIONS, seconds: SECONDS, pid: target.pid })
         if (res.errors > 0) throw new Error(`${target.name} 401 path: ${res.errors} errors`)
         r[target.name].push(res)
