@@ -301,7 +301,7 @@ try {
       await curlAsync([...ca, ...auth(berth), '-o', '/dev/null', '-X', 'PUT', '-H', 'Content-Length: 0', withDigest(loc, bigDigest)])
     })()
     await Promise.all([down, up])
-    r.streaming = peakMB(berth.pid) - r.idle
+    r.streaming = Math.max(0, peakMB(berth.pid) - r.idle) // 0: never above idle
     log(`memory: idle ${fmt(r.idle)} MB, peak over idle streaming ${fmt(bigSize / 1e9, 2)} GB up and down: ${fmt(r.streaming, 1)} MB`)
 
     // 200 concurrent downloads of a 16 MiB blob: one curl, 200 transfers in parallel
