@@ -75,7 +75,7 @@ async function quiet (targets: Target[]): Promise<void> {
 
 const results: Record<string, unknown> = {}
 const rows: string[] = []
-const ratio = (b: number, n: number) => `**${(b / n).toFixed(2)}x**`
+const ratio = (b: number, n: number) => Number.isFinite(b / n) ? `**${(b / n).toFixed(2)}x**` : '-'
 const fmt = (x: number, digits = 0) => Number.isFinite(x) ? x.toFixed(digits) : '-'
 
 try {
