@@ -147,13 +147,20 @@ export class UpstreamDispatcher {
       timeout: this.#timeout,
       servername: this.#servername
     }
-    const req = (url.protocol === 'https:' ? https.request : http.request)(options, (res) => {
-      if (settled) { res.destroy(); return }
-      handler.onResponseStart?.(controller, res.statusCode ?? 0, headerObject(res.rawHeaders), res.statusMessage ?? '')
-      res.on('end', () => { if (settle()) handler.onResponseEnd?.(controller, {}) })
-      res.on('error', fail)
-      res.resume()
-    })
+    let req: http.ClientRequest
+    try {
+      req = (url.protocol === 'https:' ? https.request : http.request)(options, (res) => {
+        if (settled) { res.destroy(); return }
+        handler.onResponseStart?.(controller, res.statusCode ?? 0, headerObject(res.rawHeaders), res.statusMessage ?? '')
+        res.on('end', () => { if (settle()) handler.onResponseEnd?.(controller, {}) })
+        res.on('error', fail)
+        res.resume()
+      })
+    } catch (err) {
+      // A header node:http refuses to send: an error for this request, as undici would report it.
+      fail(err as Error)
+      return
+    }
     req.on('error', fail)
     req.on('timeout', () => req.destroy(Object.assign(new Error('upstream sent no headers in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })))
     handler.onRequestStart?.(controller, {})
