@@ -9,6 +9,7 @@ import type { Dispatcher } from 'undici'
 import { requestBody } from './body-limit.js'
 import { peerAddress } from './request-target.js'
 import type { Upstream, UpstreamPool } from './upstream-pool.js'
+import { cacheableBlob, serveCopy, type BlobCache, type Fill } from './blob-cache.js'
 import type { BerthConfig } from '../src/config/schema.js'
 import { createHash, type Hash } from 'node:crypto'
 import {
@@ -149,10 +150,14 @@ class Forwarding {
 
   /** Every response in flight (the idle sweeper's set): they share one send budget. */
   inFlight: ReadonlySet<Forwarding>
+  /** A blob download the cache may keep (plugins/blob-cache.ts), and its fill once the 200 arrived. */
+  cacheable: { cache: BlobCache, repository: string, digest: string } | null
+  fill: Fill | null = null
 
-  constructor (request: FastifyRequest, reply: FastifyReply, pool: UpstreamPool, opts: ProxyOptions, inFlight: ReadonlySet<Forwarding>) {
+  constructor (request: FastifyRequest, reply: FastifyReply, pool: UpstreamPool, opts: ProxyOptions, inFlight: ReadonlySet<Forwarding>, cacheable: Forwarding['cacheable'] = null) {
     this.request = request
     this.inFlight = inFlight
+    this.cacheable = cacheable
     this.reply = reply
     this.res = reply.raw
     this.pool = pool
@@ -236,8 +241,24 @@ class Forwarding {
   /** Backpressure: the client socket drained, so the current attempt may read on. */
   onDrain (controller: Dispatcher.DispatchController): void {
     if (this.#drain !== null) this.res.off('drain', this.#drain)
-    this.#drain = () => controller.resume()
+    this.#drain = () => { if (this.fill === null || !this.fill.needDrain) controller.resume() }
     this.res.on('drain', this.#drain)
+  }
+
+  /** Starts keeping a blob download in the cache, when it may (a whole 200 of known length). */
+  startFill (statusCode: number, length: number): void {
+    const c = this.cacheable
+    if (c === null || statusCode !== 200 || !Number.isSafeInteger(length)) return
+    c.cache.confirm(c.repository, c.digest) // the upstream just served it for this repository
+    if (this.request.raw.method !== 'GET' || this.request.raw.headers.range !== undefined) return
+    this.fill = c.cache.startFill(c.digest, length)
+    // The file fell behind: the upstream waits for it as it waits for a slow client.
+    this.fill?.onDrain(() => { if (!this.res.writableNeedDrain) this.attempt?.controller?.resume() })
+  }
+
+  dropFill (): void {
+    this.fill?.abort()
+    this.fill = null
   }
 
   /** The last chunk of a verified download, held back until the digest matched. */
@@ -245,6 +266,7 @@ class Forwarding {
 
   write (chunk: Buffer, controller: Dispatcher.DispatchController): void {
     this.request.bodyBytesSent += chunk.length
+    if (this.fill !== null && !this.fill.write(chunk)) controller.pause()
     if (this.hash !== null) {
       this.hash.update(chunk)
       // Without its last bytes the client cannot take a wrong body for a whole one.
@@ -263,12 +285,20 @@ class Forwarding {
       const got = `${(this.digest as string).split(':')[0]}:${this.hash.digest('hex')}`
       if (this.request.bodyBytesSent !== this.total || got !== this.digest) {
         this.request.log.error({ expected: this.digest, got, bytes: this.request.bodyBytesSent, total: this.total, pieces: this.pieces }, 'download does not match its digest: connection closed')
+        this.dropFill()
         this.res.destroy()
         return
       }
       if (this.pieces > 1) this.request.log.warn({ digest: this.digest, pieces: this.pieces, servers: this.request.upstreamAddress }, 'download resumed from another server and verified')
     }
     this.res.end(this.last)
+    if (this.fill !== null) {
+      // The fill checks the digest itself: a registry that sent a wrong body gets nothing kept.
+      const { digest } = this.fill
+      this.fill.commit().then((kept) => {
+        if (!kept) this.request.log.warn({ digest, upstream: this.request.upstreamAddress }, 'blob did not match its digest: not cached')
+      }, (err: Error) => { this.request.log.warn({ err, digest }, 'blob cache: could not keep a copy') })
+    }
   }
 
   failed (attempt: Attempt, err: Error & { code?: string }): void {
@@ -276,6 +306,7 @@ class Forwarding {
     attempt.upstream.active--
     const res = this.res
     if (res.destroyed || res.writableEnded) {
+      this.dropFill()
       // The client left first (its close aborted this attempt): nothing to answer.
       this.finished = true
       this.request.log.debug({ err, upstream: attempt.upstream.address }, 'upstream request aborted')
@@ -284,6 +315,7 @@ class Forwarding {
     if (err instanceof ClientTimeoutError) {
       // The client stalled: not the upstream's fault, nothing to retry.
       this.request.log.info({ upstream: attempt.upstream.address }, 'client stalled: request ended')
+      this.dropFill()
       if (res.headersSent) { this.finished = true; res.destroy(); return }
       this.finish(err as RegistryErrorShape)
       return
@@ -310,6 +342,7 @@ class Forwarding {
       }
     }
     this.finished = true
+    this.dropFill()
     // End the client's connection abruptly, never with a clean short response.
     this.request.log.error({ err, tried: this.reasons }, 'upstream response failed mid-body')
     res.destroy(err)
@@ -386,6 +419,7 @@ class Attempt implements Dispatcher.DispatchHandler {
         return
       }
       const length = Number(headers['content-length'])
+      f.startFill(statusCode, length)
       if (f.resumable && statusCode === 200 && Number.isSafeInteger(length)) {
         f.total = length
         f.pieces = 1
@@ -446,15 +480,76 @@ class IdleSweeper {
   close (): void { clearInterval(this.timer) }
 }
 
-function forward (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply): void {
+function forward (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, cache: BlobCache | null, request: FastifyRequest, reply: FastifyReply): void {
   reply.hijack()
+  const blob = cache === null ? null : cacheableBlob(request)
+  if (cache === null || blob === null) { proxyRequest(pool, opts, sweeper, request, reply, null); return }
+  const cacheable = { cache, ...blob }
+  if (cache.sizeOf(blob.digest) === undefined) {
+    cache.stats.misses++
+    proxyRequest(pool, opts, sweeper, request, reply, cacheable)
+    return
+  }
+  fromCache(pool, opts, sweeper, request, reply, cacheable).catch((err: Error) => {
+    request.log.error({ err }, 'blob cache: could not serve a copy')
+    if (!reply.raw.headersSent) proxyRequest(pool, opts, sweeper, request, reply, null)
+    else reply.raw.destroy()
+  })
+}
+
+/**
+ * A cached blob, served only for a repository the upstream confirmed holds it (a HEAD, remembered), so
+ * that the cache never hands one repository's blob to a request for another.
+ */
+async function fromCache (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply, c: NonNullable<Forwarding['cacheable']>): Promise<void> {
+  const { cache, repository, digest } = c
+  if (!cache.confirmed(repository, digest)) {
+    const status = await upstreamStatus(pool, `/v2/${repository}/blobs/${digest}`, confirmHeaders(request.raw, opts.proto))
+    if (status !== 200) {
+      // Not there (404), or no answer: the upstream answers the request itself, as without a cache.
+      proxyRequest(pool, opts, sweeper, request, reply, null)
+      return
+    }
+    cache.confirm(repository, digest)
+  }
+  if (reply.raw.destroyed) return
+  if (!await serveCopy(cache, request, reply.raw, digest)) proxyRequest(pool, opts, sweeper, request, reply, c)
+}
+
+/** The request's own headers for the confirming HEAD, without Range and conditions (a HEAD asks "is it there"). */
+function confirmHeaders (req: IncomingMessage, proto: string): string[] {
+  const all = upstreamRequestHeaders(req, proto)
+  const out: string[] = []
+  for (let i = 0; i < all.length; i += 2) {
+    if (all[i] === 'range' || all[i].startsWith('if-')) continue
+    out.push(all[i], all[i + 1])
+  }
+  return out
+}
+
+/** The status of one HEAD on a server the pool picks; 0 when none answered. */
+function upstreamStatus (pool: UpstreamPool, path: string, headers: string[]): Promise<number> {
+  const upstream = pool.pick(new Set())
+  if (upstream === null) return Promise.resolve(0)
+  return new Promise((resolve) => {
+    upstream.dispatcher.dispatch({ path, method: 'HEAD', headers, servername: upstream.servername } as Dispatcher.DispatchOptions, {
+      onResponseStart (_controller, statusCode) { resolve(statusCode) },
+      onResponseError () { resolve(0) }
+    })
+  })
+}
+
+function proxyRequest (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply, cacheable: Forwarding['cacheable']): void {
   const res = reply.raw
-  const f = new Forwarding(request, reply, pool, opts, sweeper.active)
+  const f = new Forwarding(request, reply, pool, opts, sweeper.active, cacheable)
   if (f.body !== null && request.raw.headers.expect !== undefined) res.writeContinue()
   sweeper.active.add(f)
   res.once('close', () => {
     sweeper.active.delete(f)
-    if (!res.writableFinished) f.attempt?.controller?.abort(new Error('client closed the connection'))
+    if (!res.writableFinished) {
+      f.dropFill()
+      f.attempt?.controller?.abort(new Error('client closed the connection'))
+    }
   })
   f.start()
 }
@@ -485,7 +580,7 @@ export default fp(async function proxy (fastify) {
     instance.route({
       method: METHODS,
       url: '/*',
-      handler: (request, reply) => { forward(fastify.upstreams, opts, sweeper, request, reply) }
+      handler: (request, reply) => { forward(fastify.upstreams, opts, sweeper, fastify.blobCache, request, reply) }
     })
   })
-}, { name: 'berth-proxy', fastify: '5.x', dependencies: ['berth-upstream-pool', 'berth-body-limit', 'berth-request-target'] })
+}, { name: 'berth-proxy', fastify: '5.x', dependencies: ['berth-upstream-pool', 'berth-body-limit', 'berth-request-target', 'berth-blob-cache'] })

@@ -19,6 +19,7 @@ import pressure from '../plugins/pressure.js'
 import metrics from '../plugins/metrics.js'
 import { registerUserPlugins } from './user-plugins.js'
 import proxy from '../plugins/proxy.js'
+import blobCache from '../plugins/blob-cache.js'
 
 export interface AppOptions {
   logs: Logs
@@ -101,6 +102,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   await app.register(tlsListener)
   // The pool, its probes and the admin listener first: metrics and the status page read them.
   await app.register(upstreamPool)
+  await app.register(blobCache)
   await app.register(healthProbe)
   await app.register(admin)
   // Then the request path, in the order a request meets it. Logging and metrics first, so that refused

@@ -28,6 +28,7 @@ export function restartOnly (current: BerthConfig, next: BerthConfig): { notes: 
   }
   if (differ(current.pressure, next.pressure)) notes.push('pressure: load-shedding thresholds change only with a restart')
   if (differ(current.plugins, next.plugins)) notes.push('plugins: the plugin list changes only with a restart')
+  if (differ(current.cache, next.cache)) notes.push('cache: the blob cache changes only with a restart')
   if ((current.tls === undefined) !== (next.tls === undefined)) refused.push('tls: turning TLS on or off needs a restart')
   if ((current.auth === undefined) !== (next.auth === undefined)) refused.push('auth: turning authentication on or off needs a restart')
   return { notes, refused }
@@ -35,7 +36,7 @@ export function restartOnly (current: BerthConfig, next: BerthConfig): { notes: 
 
 /** The configuration that will really run: `next`, with the running values where a restart is needed. */
 export function effective (current: BerthConfig, next: BerthConfig): BerthConfig {
-  const merged = { ...next, listen: current.listen, admin: current.admin, pressure: current.pressure, plugins: current.plugins, log: { ...next.log, access: current.log.access, error: current.log.error, format: current.log.format } }
+  const merged = { ...next, listen: current.listen, admin: current.admin, pressure: current.pressure, plugins: current.plugins, cache: current.cache, log: { ...next.log, access: current.log.access, error: current.log.error, format: current.log.format } }
   Object.defineProperty(merged, 'file', { value: next.file, enumerable: false })
   return merged as BerthConfig
 }

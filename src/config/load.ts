@@ -118,6 +118,7 @@ function ruleProblems (config: BerthConfig): string[] {
 
 function resolvePaths (config: BerthConfig, dir: string): void {
   if (config.auth) config.auth.htpasswd = resolve(dir, config.auth.htpasswd)
+  if (config.cache) config.cache.dir = resolve(dir, config.cache.dir)
   for (const p of config.plugins) p.path = resolve(dir, p.path)
   if (config.tls) {
     config.tls.cert = resolve(dir, config.tls.cert)

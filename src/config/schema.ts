@@ -116,6 +116,10 @@ export const ConfigSchema = Type.Object({
   limits: Section({
     maxBodySize: Size('300m', 'Largest request body (nginx `client_max_body_size`); 0 = no limit.')
   }, 'Request limits.'),
+  cache: Type.Optional(Section({
+    dir: Type.String({ minLength: 1, description: 'Directory of the cached blobs (one file per digest); relative to the config file. Created if missing.', expected: 'a directory path' }),
+    maxSize: Size('20g', 'Total size of the cached blobs; the least recently used go first when it is reached.')
+  }, 'Edge cache for blobs (immutable, content-addressed): a download fills it as it streams, kept only if the whole matches its digest; a copy is served (with Range) only for a repository the upstream confirmed holds that blob, after the access rules. Absent: no cache.', true)),
   admin: Type.Optional(Section({
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Admin listener address (plain HTTP: keep it private).' }),
     port: Port(9090, 'Admin listener port; 0 picks a free one.')
