@@ -7,10 +7,11 @@
 //   small     authenticated GET /v2/ and HEAD manifest, 32 connections, apr1 and bcrypt users
 //   401       no credentials: requests/s and the proxy's CPU time per request
 //   skopeo    skopeo copy push and pull of a 5-layer 300 MB image (wall time)
+//   cache     repeated pulls of one image: nginx, berth, and berth with its blob cache
 //   memory    berth's peak RSS over idle: 1 GB up and 1 GB down at once; 200 concurrent downloads
 // Prints a markdown table and writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
-//   ROUNDS=3 SECONDS=3 npm run bench [-- --only transfer,small,401,skopeo,memory]
+//   ROUNDS=3 SECONDS=3 npm run bench [-- --only transfer,small,401,skopeo,cache,memory]
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { chmodSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -234,17 +235,26 @@ try {
     rows.push(`| proxy CPU per request, us | | ${fmt(n.cpu)} | ${fmt(b.cpu)} | ${ratio(b.cpu, n.cpu)} | <= 1.5x |`)
   }
 
+  const certFlag = (flag: 'src' | 'dest', target: Target) => [`--${flag}-cert-dir`, certs, ...(target.creds === null ? [] : [`--${flag}-creds`, target.creds])]
+  /** Seconds one skopeo command took; it fails the benchmark if skopeo fails. */
+  const timed = async (args: string[]) => {
+    const start = process.hrtime.bigint()
+    const res = await skopeo(args)
+    if (res.code !== 0) throw new Error(`skopeo ${args.join(' ')}: ${res.stderr}`)
+    return Number(process.hrtime.bigint() - start) / 1e9
+  }
+  /** A pull to a fresh directory, removed afterwards. */
+  const pull = async (target: Target, ref: string) => {
+    const dest = join(dir, 'pulled')
+    const seconds = await timed(['copy', ...certFlag('src', target), ref, `dir:${dest}`])
+    rmSync(dest, { recursive: true, force: true })
+    return seconds
+  }
+
   // ---- skopeo ----------------------------------------------------------------------------------
   if (wanted('skopeo')) {
     const all = [targets.registry, targets.nginx, targets.berth]
     const r: Record<string, Record<Name, number[]>> = { push: { registry: [], nginx: [], berth: [] }, pull: { registry: [], nginx: [], berth: [] } }
-    const certFlag = (flag: 'src' | 'dest', target: Target) => [`--${flag}-cert-dir`, certs, ...(target.creds === null ? [] : [`--${flag}-creds`, target.creds])]
-    const timed = async (args: string[]) => {
-      const start = process.hrtime.bigint()
-      const res = await skopeo(args)
-      if (res.code !== 0) throw new Error(`skopeo ${args.join(' ')}: ${res.stderr}`)
-      return Number(process.hrtime.bigint() - start) / 1e9
-    }
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of order(all, round)) {
         // new layers every push: a registry that has a layer already makes skopeo skip it
@@ -253,9 +263,7 @@ try {
         const ref = `docker://localhost:${target.port}/bench/image-${round}-${target.name}:v1`
         r.push[target.name].push(await timed(['copy', ...certFlag('dest', target), `oci:${src}:v1`, ref]))
         rmSync(src, { recursive: true, force: true })
-        const dest = join(dir, 'pulled')
-        r.pull[target.name].push(await timed(['copy', ...certFlag('src', target), ref, `dir:${dest}`]))
-        rmSync(dest, { recursive: true, force: true })
+        r.pull[target.name].push(await pull(target, ref))
       }
       log(`skopeo round ${round + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${all.map((x) => `${x.name} ${fmt(v[x.name].at(-1) as number, 2)}`).join(' ')}`).join('; ')} s`)
     }
@@ -265,6 +273,32 @@ try {
       const [g, n, b] = (['registry', 'nginx', 'berth'] as Name[]).map((x) => median(r[key][x]))
       rows.push(`| ${key} | ${fmt(g, 2)} | ${fmt(n, 2)} | ${fmt(b, 2)} | ${ratio(b, n)} | <= 1.0x |`)
     }
+  }
+
+  // ---- the blob cache: repeated pulls of one image ----------------------------------------------
+  if (wanted('cache')) {
+    // a second berth, the same config plus the cache
+    writeFileSync(join(dir, 'berth-cache.yaml'), readFileSync(join(dir, 'berth.yaml'), 'utf8') + `\ncache: { dir: ${join(dir, 'cache')}, maxSize: 20g }\n`)
+    const cachedProc = await spawnBerth(t, ['--config', join(dir, 'berth-cache.yaml')])
+    const cached: Target = { name: 'berth', port: cachedProc.port, pid: cachedProc.child.pid as number, creds: users.apr1 }
+    const src = join(dir, 'image-pulled')
+    await ociLayout(src, 'v1', [60e6, 60e6, 60e6, 60e6, 60e6], { fast: 'pulled' })
+    await timed(['copy', ...certFlag('dest', targets.registry), `oci:${src}:v1`, `docker://localhost:${registry.port}/bench/pulled:v1`])
+    rmSync(src, { recursive: true, force: true })
+    const ref = (target: Target) => `docker://localhost:${target.port}/bench/pulled:v1`
+    const cold = await pull(cached, ref(cached)) // fills the cache
+    await sleep(1000) // the last copies are renamed into place after their downloads end
+    const all = [targets.nginx, targets.berth, cached]
+    const label = (x: Target) => x === cached ? 'berth+cache' : x.name
+    const r: Record<string, number[]> = { nginx: [], berth: [], 'berth+cache': [] }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const target of order(all, round)) r[label(target)].push(await pull(target, ref(target)))
+      log(`cache round ${round + 1}: ${all.map((x) => `${label(x)} ${fmt(r[label(x)].at(-1) as number, 2)}`).join(', ')} s (cold pull with the cache: ${fmt(cold, 2)} s)`)
+    }
+    results.cache = { ...r, cold }
+    rows.push('| **repeated `skopeo copy` pull of one 5-layer, 300 MB image, seconds** | | | | | |')
+    rows.push(`| berth without cache | | ${fmt(median(r.nginx), 2)} | ${fmt(median(r.berth), 2)} | ${ratio(median(r.berth), median(r.nginx))} | <= 1.0x |`)
+    rows.push(`| berth with \`cache\` (after one pull filled it in ${fmt(cold, 2)} s) | | ${fmt(median(r.nginx), 2)} | ${fmt(median(r['berth+cache']), 2)} | ${ratio(median(r['berth+cache']), median(r.nginx))} | <= 1.0x |`)
   }
 
   // ---- memory ----------------------------------------------------------------------------------

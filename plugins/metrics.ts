@@ -48,6 +48,14 @@ export default fp(async function metrics (fastify) {
     new Counter({ name: 'berth_auth_total', help: 'Credential checks by result.', labelNames: ['result'], registers: [registry], collect () { this.reset(); const s = fastify.authState.stats; this.inc({ result: 'success' }, s.successes); this.inc({ result: 'failure' }, s.failures); this.inc({ result: 'throttled' }, s.throttled) } })
     new Gauge({ name: 'berth_auth_throttled_clients', help: 'Client addresses blocked by brute-force throttling now.', registers: [registry], collect () { this.set(fastify.authState.throttle.blocked()) } })
   }
+  const cache = fastify.blobCache
+  if (cache !== null) {
+    new Counter({ name: 'berth_cache_requests_total', help: 'Blob requests the cache could answer, by result (a hit is served from disk).', labelNames: ['result'], registers: [registry], collect () { this.reset(); this.inc({ result: 'hit' }, cache.stats.hits); this.inc({ result: 'miss' }, cache.stats.misses) } })
+    new Counter({ name: 'berth_cache_fills_total', help: 'Blob copies kept, by outcome (rejected: wrong digest or cut short).', labelNames: ['outcome'], registers: [registry], collect () { this.reset(); this.inc({ outcome: 'kept' }, cache.stats.fills); this.inc({ outcome: 'rejected' }, cache.stats.rejected) } })
+    new Counter({ name: 'berth_cache_evictions_total', help: 'Blob copies removed to stay within maxSize.', registers: [registry], collect () { this.reset(); this.inc(cache.stats.evictions) } })
+    new Gauge({ name: 'berth_cache_bytes', help: 'Bytes of cached blobs.', registers: [registry], collect () { this.set(cache.size) } })
+    new Gauge({ name: 'berth_cache_blobs', help: 'Cached blobs.', registers: [registry], collect () { this.set(cache.count) } })
+  }
 
   fastify.addHook('onRequest', (request, reply, done) => {
     const start = performance.now()
@@ -69,4 +77,4 @@ export default fp(async function metrics (fastify) {
     reply.type(registry.contentType)
     return await registry.metrics()
   })
-}, { name: 'berth-metrics', fastify: '5.x', dependencies: ['berth-admin', 'berth-upstream-pool'] })
+}, { name: 'berth-metrics', fastify: '5.x', dependencies: ['berth-admin', 'berth-upstream-pool', 'berth-blob-cache'] })

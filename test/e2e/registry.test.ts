@@ -66,3 +66,25 @@ test('the registry\'s upload Location points at berth\'s host and port, not at t
   }
   writeFileSync(join(dir, 'done'), '')
 })
+
+test('with the blob cache, a second skopeo pull takes its layers from the cache, digests checked by skopeo', { timeout: 120_000 }, async (t) => {
+  const dir = tempDir(t)
+  const registry = await startRegistry(t, join(dir, 'registry'))
+  const berth = await startBerthProcess(t, dir, [registry.url], 'cache: { dir: cache, maxSize: 1g }')
+  const certs = await certDir(dir)
+  const image = await ociLayout(join(dir, 'src'), 'v1', [8 * 1024 * 1024, 100_000])
+  const ref = `docker://127.0.0.1:${berth.port}/e2e/cached:v1`
+  const push = await skopeo(['copy', '--dest-cert-dir', certs, `oci:${image.dir}:v1`, ref])
+  assert.equal(push.code, 0, push.stderr)
+  for (const round of [1, 2]) {
+    const pull = await skopeo(['copy', '--src-cert-dir', certs, ref, `dir:${join(dir, `pulled-${round}`)}`])
+    assert.equal(pull.code, 0, pull.stderr)
+    for (const digest of image.layers) {
+      assert.equal(`sha256:${sha256(readFileSync(join(dir, `pulled-${round}`, digest.slice(7))))}`, digest)
+    }
+  }
+  // the first pull filled the cache, the second was served from it (the push's own blobs went upstream)
+  const log = await accessLogWith(dir, new RegExp(`"GET /v2/e2e/cached/blobs/${image.layers[0]} HTTP/1\\.1" 200 ${image.layerSizes[0]} .*upstream=cache`))
+  assert.match(log, new RegExp(`"GET /v2/e2e/cached/blobs/${image.layers[0]} HTTP/1\\.1" 200 ${image.layerSizes[0]} .*upstream=127\\.0\\.0\\.1:${registry.port}`))
+  assert.equal(readdirSync(join(dir, 'cache', 'sha256')).length >= 2, true, 'the layers are on disk')
+})

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import type { IncomingMessage } from 'node:http'
-import { startBerth, startUpstream, request, tempDir, waitFor, type Berth } from '../helper.js'
+import { startBerth, startUpstream, request, tempDir, waitFor, adminGet, type Berth } from '../helper.js'
 import { parseRange } from '../../plugins/blob-cache.js'
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`
@@ -58,7 +58,7 @@ async function filled (berth: Berth, count: number): Promise<void> {
 test('a blob download fills the cache; the next GET and HEAD are answered from disk like the registry would', async (t) => {
   const r = await registry(t)
   const { digest, blob } = add(r, 'team/app', 300_000)
-  const berth = await startBerth(t, [r.url], cacheYaml(tempDir(t)))
+  const berth = await startBerth(t, [r.url], `${cacheYaml(tempDir(t))}\nadmin: { port: 0 }`)
   const first = await request(berth, `/v2/team/app/blobs/${digest}`)
   assert.equal(first.status, 200)
   assert.ok(first.body.equals(blob))
@@ -79,6 +79,11 @@ test('a blob download fills the cache; the next GET and HEAD are answered from d
   assert.equal(readFileSync(join(berth.app.blobCache?.path(digest) ?? '')).equals(blob), true)
   assert.match(berth.accessLog(), new RegExp(`"GET /v2/team/app/blobs/${digest} HTTP/1.1" 200 ${blob.length} .* upstream=cache`))
   assert.deepEqual({ ...berth.app.blobCache?.stats }, { hits: 2, misses: 1, fills: 1, rejected: 0, evictions: 0 })
+  const metrics = (await adminGet(berth, '/metrics')).body
+  assert.match(metrics, /^berth_cache_requests_total\{result="hit"\} 2$/m)
+  assert.match(metrics, /^berth_cache_requests_total\{result="miss"\} 1$/m)
+  assert.match(metrics, /^berth_cache_fills_total\{outcome="kept"\} 1$/m)
+  assert.match(metrics, new RegExp(`^berth_cache_bytes ${blob.length}$`, 'm'))
 })
 
 test('Range on a cached blob: 206 with exactly the bytes asked, 416 past the end', async (t) => {
