@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
@@ -57,6 +57,19 @@ function checkUpstreamUrl (url: string): string | null {
   return null
 }
 
+/** Why berth could not keep files in `dir` (or create it), or null: it checks the nearest existing part. */
+function dirProblem (dir: string): string | null {
+  let at = dir
+  while (!existsSync(at) && dirname(at) !== at) at = dirname(at)
+  try {
+    if (!statSync(at).isDirectory()) return `${at} is not a directory (expected a directory berth can write, got ${show(dir)})`
+    accessSync(at, constants.W_OK | constants.X_OK)
+    return null
+  } catch (err) {
+    return `cannot write in ${at}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (expected a directory berth can write, got ${show(dir)})`
+  }
+}
+
 /** Checks that go beyond the schema: files exist, the key matches the certificate, URLs parse. */
 function fileProblems (config: BerthConfig): string[] {
   const problems: string[] = []
@@ -94,6 +107,10 @@ function fileProblems (config: BerthConfig): string[] {
       for (const p of lines) problems.push(`auth.htpasswd: ${p}`)
       if (lines.length === 0 && users.size === 0) problems.push(`auth.htpasswd: ${config.auth.htpasswd} has no users (add one with berth passwd)`)
     }
+  }
+  if (config.cache) {
+    const why = dirProblem(config.cache.dir)
+    if (why) problems.push(`cache.dir: ${why}`)
   }
   config.upstream.servers.forEach((s, i) => {
     const why = checkUpstreamUrl(s.url)

@@ -129,4 +129,13 @@ test('loadConfig checks the files: missing, not PEM, key not matching the certif
     return true
   })
   await assert.rejects(loadConfig(join(dir, 'nope.yaml')), /nope\.yaml: cannot read the file: ENOENT/)
+  // the cache directory: relative to the config file, created if missing, but never under a file
+  writeFileSync(file, 'cache: { dir: garbage.crt/blobs }\n' + MINIMAL)
+  await assert.rejects(loadConfig(file), (err: ConfigError) => {
+    assert.deepEqual(err.problems, [`cache.dir: ${join(dir, 'garbage.crt')} is not a directory (expected a directory berth can write, got "${join(dir, 'garbage.crt', 'blobs')}")`])
+    return true
+  })
+  writeFileSync(file, 'cache: { dir: cache/blobs }\n' + MINIMAL)
+  const ok = await loadConfig(file)
+  assert.deepEqual(ok.cache, { dir: join(dir, 'cache', 'blobs'), maxSize: 20 * 1024 ** 3 })
 })
