@@ -96,11 +96,12 @@ const LINGER = 30_000
  * How much of a response may wait in berth for a slow client before the upstream is paused. Node's
  * 16 KiB highWaterMark would pause and resume the upstream for nearly every TLS record of a download:
  * measured on 250 MB downloads, that alone made berth 0.6-0.8x nginx; 1 MiB made it 1.0-1.1x (raising
- * the server's highWaterMark instead did not help). The total is bounded: 32 MiB shared by all responses
- * in flight, between 64 KiB and 1 MiB each.
+ * the server's highWaterMark instead did not help). The total is bounded: 4 MiB shared by all responses
+ * in flight, between Node's 16 KiB and 1 MiB each, so that one download gets the whole window and 100
+ * concurrent ones hold no more than before (a 16 MiB budget raised the soak's peak RSS by 40 MB).
  */
-const SEND_BUDGET = 32 << 20
-export const sendWindow = (responses: number): number => Math.max(64 << 10, Math.min(1 << 20, Math.floor(SEND_BUDGET / Math.max(1, responses))))
+const SEND_BUDGET = 4 << 20
+export const sendWindow = (responses: number): number => Math.max(16 << 10, Math.min(1 << 20, Math.floor(SEND_BUDGET / Math.max(1, responses))))
 
 /** A request can go to another server only if it can be replayed there (nginx's rules, stricter for bodies). */
 export function canReplay (method: string, hasBody: boolean, sent: boolean, nonIdempotent: boolean): boolean {
