@@ -2,11 +2,10 @@
 // tricks that must never let a user act on a repository the rules deny.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { startBerth, startUpstream, request, registryError, type Berth } from '../helper.js'
+import { startBerth, startUpstream, tempDir, request, registryError, type Berth } from '../helper.js'
 import { globToRegExp } from '../../src/auth/access.js'
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`
@@ -26,7 +25,7 @@ async function setup (t: Parameters<typeof startBerth>[0], authYaml = ACCESS): P
   const seen: string[] = []
   const up = await startUpstream((req, res) => { seen.push(`${req.method} ${req.url}`); req.resume(); req.on('end', () => res.end('{}')) }, { plain: true })
   t.after(() => up.close())
-  const dir = mkdtempSync(join(tmpdir(), 'berth-access-'))
+  const dir = tempDir(t)
   const file = join(dir, 'htpasswd')
   writeFileSync(file, USERS.map((u) => execFileSync('htpasswd', ['-nbB', '-C', '4', u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
   const berth = await startBerth(t, [up.url], `auth:\n  htpasswd: ${file}\n  throttle: { failures: 10000 }\n${authYaml}`)

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { copyFileSync, readFileSync, renameSync, writeFileSync, appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import https from 'node:https'
-import { startBerth, startUpstream, request, registryError, waitFor, sleep, type Berth } from '../helper.js'
+import { startBerth, startUpstream, tempDir, request, registryError, waitFor, sleep, type Berth } from '../helper.js'
 
 const FIXTURES = new URL('../fixtures/', import.meta.url)
 const passwords = JSON.parse(readFileSync(new URL('passwords.json', FIXTURES), 'utf8')) as Record<string, string>
@@ -14,9 +14,7 @@ const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:
 async function setup (t: Parameters<typeof startBerth>[0], authYaml = '', upstreamPlain = true): Promise<{ berth: Berth, htpasswd: string, seen: () => number }> {
   const up = await startUpstream((req, res) => { req.resume(); req.on('end', () => res.end('{}')) }, { plain: upstreamPlain })
   t.after(() => up.close())
-  const { mkdtempSync } = await import('node:fs')
-  const { tmpdir } = await import('node:os')
-  const dir = mkdtempSync(join(tmpdir(), 'berth-auth-'))
+  const dir = tempDir(t)
   const htpasswd = join(dir, 'htpasswd')
   copyFileSync(new URL('htpasswd-all', FIXTURES), htpasswd)
   const berth = await startBerth(t, [up.url], `auth:\n  htpasswd: ${htpasswd}\n  realm: Registry\n${authYaml}`)

@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { parseHtpasswd, verifyHash, dummyEntry, hashPassword } from '../../src/auth/htpasswd.js'
+import { tempDir } from '../helper.js'
 
 const fixture = (name: string) => new URL(`../fixtures/${name}`, import.meta.url)
 const passwords = JSON.parse(readFileSync(fixture('passwords.json'), 'utf8')) as Record<string, string>
@@ -45,12 +46,11 @@ test('the dummy hash for unknown users is of the file\'s usual kind and cost, an
   assert.equal(apr.kind, 'apr1')
 })
 
-test('berth passwd hashes verify, and htpasswd itself accepts them', async () => {
+test('berth passwd hashes verify, and htpasswd itself accepts them', async (t) => {
   const { execFileSync } = await import('node:child_process')
-  const { writeFileSync, mkdtempSync } = await import('node:fs')
+  const { writeFileSync } = await import('node:fs')
   const { join } = await import('node:path')
-  const { tmpdir } = await import('node:os')
-  const dir = mkdtempSync(join(tmpdir(), 'berth-pw-'))
+  const dir = tempDir(t)
   for (const kind of ['bcrypt', 'apr1'] as const) {
     const hash = await hashPassword('naïve pass', kind, 5)
     assert.equal(await verifyHash({ kind, hash }, 'naïve pass'), true)

@@ -3,13 +3,12 @@
 // upstream. Raw sockets, since clients normalise paths.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import tls from 'node:tls'
 import { once } from 'node:events'
-import { startBerth, startUpstream, type Berth } from '../helper.js'
+import { startBerth, startUpstream, tempDir, type Berth } from '../helper.js'
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`
 
@@ -17,7 +16,7 @@ async function setup (t: Parameters<typeof startBerth>[0]): Promise<{ berth: Ber
   const seen: string[] = []
   const up = await startUpstream((req, res) => { seen.push(`${req.method} ${req.url}`); req.resume(); req.on('end', () => res.end('{}')) }, { plain: true })
   t.after(() => up.close())
-  const dir = mkdtempSync(join(tmpdir(), 'berth-paths-'))
+  const dir = tempDir(t)
   const file = join(dir, 'htpasswd')
   writeFileSync(file, execFileSync('htpasswd', ['-nbB', '-C', '4', 'ci-bot', 'ci-bot-pw'], { encoding: 'utf8' }))
   const berth = await startBerth(t, [up.url], `auth:\n  htpasswd: ${file}\n  access:\n    - { users: [ci-bot], repositories: ["team-a/**"], actions: [pull, push] }\n`)
