@@ -10,6 +10,7 @@
 //   cache     repeated pulls of one image: nginx, berth, and berth with its blob cache
 //   memory    berth's peak RSS over idle: 1 GB up and 1 GB down at once; 200 concurrent downloads
 // Prints a markdown table and writes bench/results/latest.json. Installs nothing: it names what is missing.
+// berth runs from its compiled build (it builds dist/ first), as in the Docker image.
 //
 //   ROUNDS=3 SECONDS=3 npm run bench [-- --only transfer,small,401,skopeo,cache,memory]
 import { spawnSync } from 'node:child_process'
@@ -17,6 +18,7 @@ import { createHash } from 'node:crypto'
 import { chmodSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { startRegistry, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
@@ -32,6 +34,7 @@ const onlyArg = onlyAt < 0 ? '' : process.argv[onlyAt].includes('=') ? process.a
 const only = new Set(onlyArg.split(',').filter(Boolean))
 const wanted = (section: string) => only.size === 0 || only.has(section)
 
+const root = fileURLToPath(new URL('..', import.meta.url))
 const cleanups: Array<() => Promise<void> | void> = []
 const t = { after: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }
 const dir = mkdtempSync(join(tmpdir(), 'berth-bench-'))
@@ -74,6 +77,12 @@ async function quiet (targets: Target[]): Promise<void> {
   }
 }
 
+/** `npm run build`: berth is measured as the Docker image runs it, from dist/ (bench/built.js). */
+function build (): void {
+  const tsc = spawnSync(process.execPath, [join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' })
+  if (tsc.status !== 0) throw new Error(`npm run build failed:\n${tsc.stdout}${tsc.stderr}`)
+}
+
 const results: Record<string, unknown> = {}
 const rows: string[] = []
 const ratio = (b: number, n: number) => Number.isFinite(b / n) ? `**${(b / n).toFixed(2)}x**` : '-'
@@ -85,6 +94,7 @@ try {
   need('curl', 'curl')
   need('htpasswd', 'apache2-utils')
   need('skopeo', 'skopeo')
+  build()
   const files = await testCerts() // one certificate for the registry, nginx and berth
   const registry = await startRegistry(t, join(dir, 'registry'))
   const users = { apr1: 'apr1-user:apr1 password', bcrypt: 'bcrypt-user:bcrypt password' }
@@ -108,9 +118,10 @@ try {
     // the error log on stderr: spawnBerth waits for its "berth listening" line
     `log: { access: ${join(dir, 'berth-access.log')}, error: "-" }`
   ].join('\n'))
-  // BERTH_WORKERS=N: berth in N node:cluster workers (the `workers` experiment, bench/cluster.ts)
+  // berth from its compiled build, as the Docker image runs it (bench/built.js says why not the sources);
+  // BERTH_WORKERS=N: in N node:cluster workers (the `workers` experiment)
   const workers = Number(process.env.BERTH_WORKERS ?? 1)
-  const berthProc = await spawnBerth(t, ['--config', join(dir, 'berth.yaml')], workers > 1 ? '../bench/cluster.ts' : undefined)
+  const berthProc = await spawnBerth(t, ['--config', join(dir, 'berth.yaml')], '../bench/built.js')
   const targets: Record<Name, Target> = {
     registry: { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null },
     nginx: { name: 'nginx', port: nginx.port, pid: nginx.pid, creds: users.apr1 },
