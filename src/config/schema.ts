@@ -102,7 +102,7 @@ export const ConfigSchema = Type.Object({
       actions: Actions
     }, { additionalProperties: false }), { description: 'Who may do what where; a request is allowed when any rule allows it. Absent: every authenticated user may do everything (as nginx).', expected: 'a list of { users, groups, repositories, actions }' })),
     anonymous: Type.Optional(Type.Object({ repositories: Repositories, actions: Actions }, { additionalProperties: false, description: 'What clients without credentials may do (e.g. pull `public/**`). `GET /v2/` always needs credentials, so `docker login` checks them.' })),
-    cacheSize: Type.Integer({ default: 10_000, minimum: 0, description: 'Verified credentials remembered (keyed by an HMAC of user and password, never the password); 0 = no cache.', expected: 'a whole number >= 0' }),
+    cacheSize: Type.Integer({ default: 10_000, minimum: 0, description: 'Verified credentials remembered (keyed by a SHA-256 of a per-process secret, user and password; never the password); 0 = no cache.', expected: 'a whole number >= 0' }),
     throttle: Section({
       failures: Type.Integer({ default: 10, minimum: 1, description: 'Failed logins from one client address within `window` that trigger a block.', expected: 'a whole number >= 1' }),
       window: Duration('1m', 'Window in which failures are counted.'),

@@ -33,7 +33,8 @@ test('the credential cache is bounded, least recently used first out, and keyed 
   const k3 = cache.keyOf('u3', 'p3')
   assert.notEqual(cache.keyOf('u1', 'p1x'), k1)
   assert.notEqual(cache.keyOf('u1p', '1'), k1, 'user and password are separated')
-  assert.match(k1, /^[A-Za-z0-9+/]{43}=$/, 'an HMAC-SHA256, not the password')
+  assert.notEqual(cache.keyOf('a\0b', 'c'), cache.keyOf('a', 'b\0c'), 'a NUL in a user or password cannot move the boundary')
+  assert.match(k1, /^[A-Za-z0-9+/]{43}=$/, 'a keyed SHA-256, not the password')
   cache.set(k1, 'u1')
   cache.set(k2, 'u2')
   assert.equal(cache.get(k1), 'u1') // k1 now most recent
