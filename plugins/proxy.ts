@@ -533,8 +533,12 @@ function upstreamStatus (pool: UpstreamPool, path: string, headers: string[]): P
   const upstream = pool.pick(new Set())
   if (upstream === null) return Promise.resolve(0)
   return new Promise((resolve) => {
+    // undici takes a handler without onRequestStart for one of its older shape: all four are needed.
     upstream.dispatcher.dispatch({ path, method: 'HEAD', headers, servername: upstream.servername } as Dispatcher.DispatchOptions, {
+      onRequestStart () {},
       onResponseStart (_controller, statusCode) { resolve(statusCode) },
+      onResponseData () {},
+      onResponseEnd () {},
       onResponseError () { resolve(0) }
     })
   })

@@ -7,8 +7,6 @@
 // client's Host, and hides the dispatcher berth needs for streaming, retries and Range resumes.
 import fp from 'fastify-plugin'
 import { Pool, buildConnector, type Dispatcher } from 'undici'
-import http from 'node:http'
-import https from 'node:https'
 import { readFileSync } from 'node:fs'
 import { isIpAddress } from '../src/config/load.js'
 import type { BerthConfig } from '../src/config/schema.js'
@@ -60,45 +58,26 @@ export interface UpstreamSnapshot {
   requestFailures: number
 }
 
-/** A response's raw headers as undici hands them over: lower-case names, repeated ones as arrays. */
-function headerObject (raw: string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase()
-    const before = out[name]
-    out[name] = before === undefined ? raw[i + 1] : Array.isArray(before) ? [...before, raw[i + 1]] : [before, raw[i + 1]]
-  }
-  return out
-}
-
 /**
- * The connections to one server: an undici Pool for everything but HEAD, a kept-alive node:http(s) Agent
- * for HEAD. undici closes its connection after every HEAD (undici#258, for servers that send a body
- * anyway), so each HEAD would cost a new TCP and TLS handshake with the registry, and docker and skopeo
- * send a HEAD for every manifest and layer they check: measured, HEAD manifest through berth ran at a
- * third of nginx's rate. node:http knows a response to HEAD has no body and keeps the connection.
- * Both verify TLS the same way, with the name pinned to the upstream URL (see createDispatcher).
+ * The connections to one server: an undici Pool, kept alive, TLS verified with the name pinned to the
+ * upstream URL. undici closes its connection after every HEAD unless told otherwise (undici#258, for
+ * servers that send a body anyway), so each HEAD would cost a new TCP and TLS handshake with the registry,
+ * and docker and skopeo send a HEAD for every manifest and layer they check: measured, HEAD manifest
+ * through berth ran at a third of nginx's rate. A registry (Go's net/http) never sends a body with a HEAD
+ * answer, so HEADs go with `reset: false` and keep their connection. (A node:https Agent for HEADs, tried
+ * first, kept connections too but cost ~100 us more CPU per HEAD than undici.)
  */
 export class UpstreamDispatcher {
   readonly pool: Pool
-  readonly agent: http.Agent
-  readonly #url: URL
-  readonly #servername: string
-  readonly #timeout: number
-  #heads = 0
-  #closing: (() => void) | null = null
 
   constructor (url: URL, config: BerthConfig) {
     const { tls, timeouts } = config.upstream
     const hostname = url.hostname.replace(/^\[|\]$/g, '')
-    // undici and node:https take the TLS server name from each request's Host header; berth keeps the
-    // client's Host, so pin the name to the upstream URL (none for an IP: Node then checks its IP SANs).
-    this.#servername = isIpAddress(hostname) ? '' : hostname
-    this.#url = url
-    this.#timeout = timeouts.idle
+    // undici takes the TLS server name from each request's Host header; berth keeps the client's Host, so
+    // pin the name to the upstream URL (none for an IP: Node then checks its IP SANs).
+    const servername = isIpAddress(hostname) ? undefined : hostname
     const ca = tls.ca ? readFileSync(tls.ca) : undefined
     const base = buildConnector({ ca, rejectUnauthorized: tls.verify, timeout: timeouts.connect })
-    const servername = this.#servername === '' ? undefined : this.#servername
     this.pool = new Pool(url.origin, {
       connect: (opts, cb) => base({ ...opts, servername }, cb),
       headersTimeout: timeouts.idle,
@@ -106,72 +85,15 @@ export class UpstreamDispatcher {
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 600_000
     })
-    this.agent = url.protocol === 'https:'
-      ? new https.Agent({ keepAlive: true, ca, rejectUnauthorized: tls.verify, timeout: 30_000 })
-      : new http.Agent({ keepAlive: true, timeout: 30_000 })
   }
 
   dispatch (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    if (opts.method !== 'HEAD') return this.pool.dispatch(opts, handler)
-    this.#head(opts, handler)
-    return true
-  }
-
-  /** One HEAD through the Agent, reported to the handler the way undici reports a response. */
-  #head (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-    this.#heads++
-    let settled = false
-    const settle = () => {
-      if (settled) return false
-      settled = true
-      if (--this.#heads === 0 && this.#closing !== null) this.#closing()
-      return true
-    }
-    const fail = (err: Error) => { if (settle()) handler.onResponseError?.(controller, err) }
-    const controller: Dispatcher.DispatchController = {
-      aborted: false,
-      paused: false,
-      reason: null,
-      abort (reason: Error) { if (!this.aborted) { Object.assign(this, { aborted: true, reason }); req.destroy(reason); fail(reason) } },
-      pause () {},
-      resume () {}
-    }
-    const url = this.#url
-    const options: https.RequestOptions = {
-      host: url.hostname.replace(/^\[|\]$/g, ''),
-      port: url.port || (url.protocol === 'https:' ? 443 : 80),
-      path: opts.path,
-      method: 'HEAD',
-      headers: opts.headers as unknown as http.OutgoingHttpHeaders, // a flat [name, value, …] list, sent as is
-      agent: this.agent,
-      timeout: this.#timeout,
-      servername: this.#servername
-    }
-    let req: http.ClientRequest
-    try {
-      req = (url.protocol === 'https:' ? https.request : http.request)(options, (res) => {
-        if (settled) { res.destroy(); return }
-        handler.onResponseStart?.(controller, res.statusCode ?? 0, headerObject(res.rawHeaders), res.statusMessage ?? '')
-        res.on('end', () => { if (settle()) handler.onResponseEnd?.(controller, {}) })
-        res.on('error', fail)
-        res.resume()
-      })
-    } catch (err) {
-      // A header node:http refuses to send: an error for this request, as undici would report it.
-      fail(err as Error)
-      return
-    }
-    req.on('error', fail)
-    req.on('timeout', () => req.destroy(Object.assign(new Error('upstream sent no headers in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })))
-    handler.onRequestStart?.(controller, {})
-    if (!controller.aborted) req.end()
+    return this.pool.dispatch(opts.method === 'HEAD' ? { ...opts, reset: false } : opts, handler)
   }
 
   /** Waits for requests in flight, then closes every connection. */
   async close (): Promise<void> {
-    if (this.#heads > 0) await new Promise<void>((resolve) => { this.#closing = resolve })
     await this.pool.close()
-    this.agent.destroy()
   }
 }
 
