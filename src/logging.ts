@@ -18,10 +18,11 @@ const ACCESS_BUFFER = 4096
 const ACCESS_FLUSH = 1000
 
 /**
- * Gathers access log lines and hands them to SonicBoom ACCESS_BUFFER bytes at a time. Not SonicBoom's own
- * `minLength`: its write() measures the UTF-8 length of the whole pending string on every call (flattening
- * it first), so a 4 KiB buffer cost each line a scan of up to 4-16 KiB, ~2 us per request in a profile.
- * Here a line costs an array push; the length counted is in UTF-16 units, close enough for a threshold.
+ * Gathers access log lines and hands them to SonicBoom ACCESS_BUFFER bytes at a time. SonicBoom's own
+ * `minLength` buffer alone measured the UTF-8 length of its whole pending string on every write (flattening
+ * it first), so each line paid a scan of up to 4-16 KiB, ~2 us per request in a profile. Here a line costs
+ * an array push (the length counted is in UTF-16 units, close enough for a threshold). SonicBoom keeps its
+ * `minLength` for what flush() hands over short of it, so that flushSync() writes everything there is.
  */
 export class LineBuffer {
   #lines: string[] = []
@@ -35,7 +36,7 @@ export class LineBuffer {
     if (this.#size >= ACCESS_BUFFER) this.flush()
   }
 
-  /** Hands what is gathered to the destination, which writes it asynchronously. */
+  /** Hands what is gathered to the destination: written now if ACCESS_BUFFER long, else kept there. */
   flush (): void {
     if (this.#size === 0) return
     const chunk = this.#lines.join('')
@@ -59,7 +60,7 @@ export interface Logs {
 /** Opens both logs; resolves once the files are open, so a bad path fails at start, not on a request. */
 export async function createLogs (config: BerthConfig): Promise<Logs> {
   const errorDest = destination(config.log.error, 2)
-  const accessDest = destination(config.log.access, 1)
+  const accessDest = destination(config.log.access, 1, ACCESS_BUFFER)
   const access = new LineBuffer(accessDest)
   await Promise.all([errorDest, accessDest].map((d) => new Promise<void>((resolve, reject) => {
     if ((d as unknown as { fd: number }).fd >= 0) { resolve(); return }
@@ -79,7 +80,10 @@ export async function createLogs (config: BerthConfig): Promise<Logs> {
     }
   }
   // Lines of a quiet second are written within the next one (an asynchronous flush: nothing blocks).
-  const timer = setInterval(() => access.flush(), ACCESS_FLUSH).unref()
+  const timer = setInterval(() => {
+    access.flush()
+    if (!(accessDest as unknown as { _writing: boolean })._writing) accessDest.flush()
+  }, ACCESS_FLUSH).unref()
   accessDest.once('close', () => clearInterval(timer))
   return {
     logger,
