@@ -174,6 +174,47 @@ http {
   }
 }
 `)
+  return await runNginx(t, prefix, conf, o)
+}
+
+/**
+ * A stand-in for a registry that is never the bottleneck: nginx answering GET /v2/ and the HEAD of a
+ * manifest from memory over TLS (kept-alive). The `static` section puts both proxies in front of it to
+ * measure what proxying itself costs, apart from a registry that on a shared machine takes most of the CPU.
+ */
+export async function startStaticUpstream (t: Cleanups, prefix: string, o: { port: number, cert: string, key: string, ca: string }): Promise<Nginx> {
+  need('nginx', 'nginx-light')
+  mkdirSync(join(prefix, 'logs'), { recursive: true })
+  const conf = join(prefix, 'nginx.conf')
+  writeFileSync(conf, `
+worker_processes 1;
+error_log ${prefix}/logs/error.log;
+pid ${prefix}/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:${o.port} ssl;
+    ssl_certificate ${o.cert};
+    ssl_certificate_key ${o.key};
+    keepalive_requests 1000000;
+    default_type application/json;
+    add_header Docker-Distribution-Api-Version registry/2.0 always;
+    location /v2/ { return 200 '{}'; }
+    location ~ /manifests/ {
+      add_header Docker-Content-Digest sha256:${'0'.repeat(64)} always;
+      add_header Docker-Distribution-Api-Version registry/2.0 always;
+      types { } default_type application/vnd.oci.image.manifest.v1+json;
+      return 200 '{}';
+    }
+  }
+}
+`)
+  return await runNginx(t, prefix, conf, o)
+}
+
+/** nginx in the foreground with `conf`, stopped (SIGQUIT) by the cleanups; resolves once it answers. */
+async function runNginx (t: Cleanups, prefix: string, conf: string, o: { port: number, ca: string }): Promise<Nginx> {
   const child: ChildProcess = spawn('nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
   child.stderr?.on('data', (c) => { err += c })

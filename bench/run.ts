@@ -5,6 +5,7 @@
 // user and a bcrypt cost-12 user. Then, alternating the order every round and quoting medians:
 //   transfer  250 MB blob download; monolithic upload (POST, PUT with digest); chunked PATCH upload
 //   small     authenticated GET /v2/ and HEAD manifest, 32 connections, apr1 and bcrypt users
+//   static    the same (apr1 user) with both proxies in front of an upstream answering from memory
 //   401       no credentials: requests/s and the proxy's CPU time per request
 //   skopeo    skopeo copy push and pull of a 5-layer 300 MB image (wall time)
 //   cache     repeated pulls of one image: nginx, berth, and berth with its blob cache
@@ -12,7 +13,7 @@
 // Prints a markdown table and writes bench/results/latest.json. Installs nothing: it names what is missing.
 // berth runs from its compiled build (it builds dist/ first), as in the Docker image.
 //
-//   ROUNDS=3 SECONDS=3 npm run bench [-- --only transfer,small,401,skopeo,cache,memory]
+//   ROUNDS=3 SECONDS=3 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory]
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { chmodSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -23,7 +24,7 @@ import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { startRegistry, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
 import { spawnBerth, testCerts, sleep } from '../test/helper.js'
-import { median, need, curl, curlAsync, load, startNginx, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
+import { median, need, curl, curlAsync, load, startNginx, startStaticUpstream, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const SECONDS = Number(process.env.SECONDS ?? 3)
@@ -122,6 +123,19 @@ try {
   // BERTH_WORKERS=N: in N node:cluster workers (the `workers` experiment)
   const workers = Number(process.env.BERTH_WORKERS ?? 1)
   const berthProc = await spawnBerth(t, ['--config', join(dir, 'berth.yaml')], '../bench/built.js')
+  // `static`: a second nginx and berth, configured the same, in front of an upstream answering from memory
+  const statics = wanted('static') ? await startStatics() : null
+  async function startStatics (): Promise<Record<'upstream' | 'nginx' | 'berth', Target>> {
+    const upstream = await startStaticUpstream(t, join(dir, 'static'), { port: await freePort(), cert: files.cert, key: files.key, ca: files.caCert })
+    const proxy = await startNginx(t, join(dir, 'nginx-static'), { port: await freePort(), registryPort: upstream.port, cert: files.cert, key: files.key, htpasswd, ca: files.caCert })
+    writeFileSync(join(dir, 'berth-static.yaml'), readFileSync(join(dir, 'berth.yaml'), 'utf8').replace(`127.0.0.1:${registry.port}`, `127.0.0.1:${upstream.port}`).replace('berth-access.log', 'berth-static-access.log'))
+    const b = await spawnBerth(t, ['--config', join(dir, 'berth-static.yaml')], '../bench/built.js')
+    return {
+      upstream: { name: 'registry', port: upstream.port, pid: upstream.pid, creds: null },
+      nginx: { name: 'nginx', port: proxy.port, pid: proxy.pid, creds: users.apr1 },
+      berth: { name: 'berth', port: b.port, pid: b.child.pid as number, creds: users.apr1 }
+    }
+  }
   const targets: Record<Name, Target> = {
     registry: { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null },
     nginx: { name: 'nginx', port: nginx.port, pid: nginx.pid, creds: users.apr1 },
@@ -190,40 +204,55 @@ try {
   const manifestPath = '/v2/bench/small/manifests/latest'
   const basic = (creds: string) => `Basic ${Buffer.from(creds).toString('base64')}`
 
-  if (wanted('small')) {
-    const cases = [
-      { key: 'GET /v2/', path: '/v2/', method: 'GET' as const, headers: {} as Record<string, string> },
-      { key: 'HEAD manifest', path: manifestPath, method: 'HEAD' as const, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } }
-    ]
-    const pair = [targets.nginx, targets.berth]
+  const smallCases = [
+    { key: 'GET /v2/', path: '/v2/', method: 'GET' as const, headers: {} as Record<string, string> },
+    { key: 'HEAD manifest', path: manifestPath, method: 'HEAD' as const, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } }
+  ]
+  /** Authenticated small requests through nginx and berth, round by round; table rows for each case. */
+  const smallRequests = async (section: string, pair: Target[], userNames: Array<keyof typeof users>, busy: Target[]) => {
     const r: Record<string, Record<string, Load[]>> = {}
-    // warm up: JIT, berth's connection pool and credential cache, nginx's TLS session to the registry
-    for (const target of pair) for (const creds of Object.values(users)) await load({ port: target.port, path: '/v2/', headers: { authorization: basic(creds) }, connections: CONNECTIONS, seconds: 1, pid: target.pid })
+    // warm up: JIT, berth's connection pool and credential cache, nginx's TLS session to the upstream
+    for (const target of pair) for (const user of userNames) await load({ port: target.port, path: '/v2/', headers: { authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: 1, pid: target.pid })
     for (let round = 0; round < ROUNDS; round++) {
-      for (const user of order(['apr1', 'bcrypt'] as const, round)) {
-        for (const c of cases) {
+      for (const user of order(userNames, round)) {
+        for (const c of smallCases) {
           const key = `${c.key}, ${user} user`
           r[key] ??= { nginx: [], berth: [] }
           for (const target of order(pair, round)) {
-            await quiet(Object.values(targets))
+            await quiet(busy)
             const res = await load({ port: target.port, path: c.path, method: c.method, headers: { ...c.headers, authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: SECONDS, pid: target.pid })
             if (res.non2xx > 0 || res.errors > 0) throw new Error(`${target.name} ${key}: ${res.non2xx} answers were not 2xx, ${res.errors} errors`)
             r[key][target.name].push(res)
           }
-          log(`small round ${round + 1} ${key}: ${pair.map((x) => `${x.name} ${fmt(r[key][x.name].at(-1)?.rps as number)} req/s p99 ${r[key][x.name].at(-1)?.p99} ms`).join(', ')}`)
+          log(`${section} round ${round + 1} ${key}: ${pair.map((x) => `${x.name} ${fmt(r[key][x.name].at(-1)?.rps as number)} req/s p99 ${r[key][x.name].at(-1)?.p99} ms`).join(', ')}`)
         }
       }
     }
-    results.small = r
-    rows.push(`| **authenticated, ${CONNECTIONS} connections** | | | | | |`)
+    const out: string[] = []
     for (const [key, v] of Object.entries(r)) {
       const [n, b] = [v.nginx, v.berth].map((xs) => ({ rps: median(xs.map((x) => x.rps)), p50: median(xs.map((x) => x.p50)), p99: median(xs.map((x) => x.p99)), cpu: median(xs.map((x) => x.cpuPerRequestUs)) }))
-      rows.push(`| ${key}: req/s | | ${fmt(n.rps)} | ${fmt(b.rps)} | ${ratio(b.rps, n.rps)} | >= 1.5x |`)
-      rows.push(`| ${key}: p50 / p99 ms | | ${fmt(n.p50, 1)} / ${fmt(n.p99, 1)} | ${fmt(b.p50, 1)} / ${fmt(b.p99, 1)} | ${ratio(b.p99, n.p99)} (p99) | <= 1.0x |`)
-      rows.push(`| ${key}: proxy CPU per request, us | | ${fmt(n.cpu)} | ${fmt(b.cpu)} | ${ratio(b.cpu, n.cpu)} | |`)
+      out.push(`| ${key}: req/s | | ${fmt(n.rps)} | ${fmt(b.rps)} | ${ratio(b.rps, n.rps)} | >= 1.5x |`)
+      out.push(`| ${key}: p50 / p99 ms | | ${fmt(n.p50, 1)} / ${fmt(n.p99, 1)} | ${fmt(b.p50, 1)} / ${fmt(b.p99, 1)} | ${ratio(b.p99, n.p99)} (p99) | <= 1.0x |`)
+      out.push(`| ${key}: proxy CPU per request, us | | ${fmt(n.cpu)} | ${fmt(b.cpu)} | ${ratio(b.cpu, n.cpu)} | |`)
     }
+    return { r, rows: out }
+  }
+
+  if (wanted('small')) {
+    const { r, rows: table } = await smallRequests('small', [targets.nginx, targets.berth], ['apr1', 'bcrypt'], Object.values(targets))
+    results.small = r
+    rows.push(`| **authenticated, ${CONNECTIONS} connections** | | | | | |`, ...table)
     const med = (key: string) => median(r[key].berth.map((x) => x.rps))
     rows.push(`| berth: bcrypt user / apr1 user, GET /v2/ req/s | | | ${fmt(med('GET /v2/, bcrypt user'))} / ${fmt(med('GET /v2/, apr1 user'))} | ${ratio(med('GET /v2/, bcrypt user'), med('GET /v2/, apr1 user'))} | >= 0.9x |`)
+  }
+
+  // ---- small requests, proxy-bound ----------------------------------------------------------------
+  // The registry spends ~0.8 ms of CPU on a GET /v2/, so above both proxies share what it leaves of two
+  // cores. Here both stand in front of an upstream answering from memory: what proxying itself costs.
+  if (statics !== null) {
+    const { r, rows: table } = await smallRequests('static', [statics.nginx, statics.berth], ['apr1'], [...Object.values(targets), ...Object.values(statics)])
+    results.static = r
+    rows.push(`| **the same, against an upstream answering from memory (proxy-bound)** | | | | | |`, ...table)
   }
 
   // ---- the 401 path ----------------------------------------------------------------------------
