@@ -1,8 +1,10 @@
-// berth as the Docker image runs it: `berth start ARGS…` from the compiled build (dist/, `npm run build`),
-// which bench/run.ts makes first. Plain JavaScript on purpose: a checkout's bin/berth.js runs the
-// TypeScript sources through tsx, whose esbuild transform keeps function names with one
-// Object.defineProperty call per closure created; on small requests that cost berth ~20 % more CPU
-// (401 path 42 vs 34 us per request), which operators running the image never pay.
+// berth as the benchmark runs it: `berth start ARGS…` through bin/berth.js (in a checkout: the TypeScript
+// sources through tsx, as `npm start`), or from the compiled build (dist/, what the Docker image runs) with
+// BERTH_BUILD=1; bench/run.ts builds it first. Measured both ways, alternating (README, "What was tried"):
+// the build spends less CPU per small request (tsx's esbuild transform names every closure it creates with
+// Object.defineProperty: 401 path 42 vs 34 us), but streamed 250 MB blobs at 0.73-0.87x nginx against
+// 0.99-1.15x from the sources, and the same build with tsx's loader registered streamed at 0.93-1.10x: not
+// explained yet, so the default stays what every earlier measurement used.
 //
 // BERTH_WORKERS=N runs N node:cluster workers sharing the listening socket, as nginx's
 // `worker_processes auto` shares its port: the `workers` experiment of issue 6. Not a berth setting:
@@ -17,8 +19,10 @@ if (workers > 1 && cluster.isPrimary) {
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   cluster.on('exit', () => { if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0) })
-} else {
+} else if (process.env.BERTH_BUILD === '1') {
   const { main } = await import('../dist/src/cli.js')
   const code = await main(process.argv.slice(2))
   if (code >= 0) process.exitCode = code
+} else {
+  await import('../bin/berth.js') // reads `start --config …` from process.argv, as when run directly
 }
