@@ -55,6 +55,16 @@ async function filled (berth: Berth, count: number): Promise<void> {
   await waitFor(() => berth.app.blobCache?.count === count, 5000, `${count} cached blobs`)
 }
 
+/** A registry holding one blob of `size` bytes in team/app, and a berth with a cache that one download filled. */
+async function cachedOnce (t: Parameters<typeof startBerth>[0], size: number): Promise<{ r: Registry, berth: Berth, digest: string, blob: Buffer }> {
+  const r = await registry(t)
+  const { digest, blob } = add(r, 'team/app', size)
+  const berth = await startBerth(t, [r.url], cacheYaml(tempDir(t)))
+  await request(berth, `/v2/team/app/blobs/${digest}`)
+  await filled(berth, 1)
+  return { r, berth, digest, blob }
+}
+
 test('a blob download fills the cache; the next GET and HEAD are answered from disk like the registry would', async (t) => {
   const r = await registry(t)
   const { digest, blob } = add(r, 'team/app', 300_000)
@@ -87,11 +97,7 @@ test('a blob download fills the cache; the next GET and HEAD are answered from d
 })
 
 test('Range on a cached blob: 206 with exactly the bytes asked, 416 past the end', async (t) => {
-  const r = await registry(t)
-  const { digest, blob } = add(r, 'team/app', 10_000)
-  const berth = await startBerth(t, [r.url], cacheYaml(tempDir(t)))
-  await request(berth, `/v2/team/app/blobs/${digest}`)
-  await filled(berth, 1)
+  const { r, berth, digest, blob } = await cachedOnce(t, 10_000)
   const path = `/v2/team/app/blobs/${digest}`
   const part = await request(berth, path, { headers: { range: 'bytes=100-199' } })
   assert.equal(part.status, 206)
@@ -112,11 +118,7 @@ test('Range on a cached blob: 206 with exactly the bytes asked, 416 past the end
 })
 
 test('another repository gets a cached blob only once the upstream confirms it holds it (HEAD, remembered)', async (t) => {
-  const r = await registry(t)
-  const { digest, blob } = add(r, 'team/app', 5000)
-  const berth = await startBerth(t, [r.url], cacheYaml(tempDir(t)))
-  await request(berth, `/v2/team/app/blobs/${digest}`)
-  await filled(berth, 1)
+  const { r, berth, digest, blob } = await cachedOnce(t, 5000)
   r.seen.length = 0
   // other/secret does not hold it: the registry's 404 comes through, never the cached copy
   const refused = await request(berth, `/v2/other/secret/blobs/${digest}`)
