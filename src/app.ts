@@ -5,7 +5,7 @@ import type { BerthConfig } from './config/schema.js'
 import type { Logs } from './logging.js'
 import { serverHttpOptions, serverTlsOptions } from './tls.js'
 import { applyReload, type Reloadable } from './reload.js'
-import { API_VERSION, API_VERSION_HEADER, BadRequestError, NotFoundError, ShuttingDownError, registryError, registryErrorBody, type RegistryErrorShape } from './errors.js'
+import { API_VERSION, API_VERSION_HEADER, answerClientError, BadRequestError, NotFoundError, ShuttingDownError, registryError, registryErrorBody, type RegistryErrorShape } from './errors.js'
 import tlsListener from '../plugins/tls-listener.js'
 import requestTarget from '../plugins/request-target.js'
 import accessLog from '../plugins/access-log.js'
@@ -56,6 +56,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     // berth answers requests that arrive while closing itself, with a registry-shaped 503 (below).
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    clientErrorHandler: answerClientError,
     frameworkErrors (err, _request, reply) {
       sendError(new BadRequestError(err.message), reply)
     }

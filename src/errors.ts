@@ -79,3 +79,34 @@ export function writeRegistryError (res: ServerResponse, err: RegistryErrorShape
   res.end(body)
   return headers['content-length'] as number
 }
+
+/** How long a connection refused at the parser keeps reading (and dropping) what the client still sends. */
+const LINGER_MS = 5_000
+const LINGER_BYTES = 1 << 20
+const lingering = new WeakSet<object>()
+
+/**
+ * Node's parser refused what the client sent (headers over the limit, malformed framing). Answers once,
+ * registry-shaped, then closes gracefully: a FIN after the answer, and what the client is still sending is
+ * read and dropped for a while (nginx's lingering close). Closing at once (Node's and Fastify's way) resets
+ * a connection whose client is still writing, and the reset often destroys the answer before it is read.
+ */
+export function answerClientError (err: Error & { code?: string }, socket: import('node:stream').Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || lingering.has(socket)) return
+  lingering.add(socket)
+  const [status, reason, message] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'Request Header Fields Too Large', 'request headers exceed the limit']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'request headers did not arrive in time']
+      : [400, 'Bad Request', 'malformed request']
+  const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message, detail: null }] })
+  if (!socket.writable) { socket.destroy(); return }
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${body.length}\r\n` +
+    `${API_VERSION_HEADER}: ${API_VERSION}\r\nconnection: close\r\n\r\n${body}`)
+  let dropped = 0
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref()
+  socket.on('close', () => clearTimeout(timer))
+  socket.on('end', () => socket.destroy())
+  socket.on('data', (chunk: Buffer) => { dropped += chunk.length; if (dropped > LINGER_BYTES) socket.destroy() })
+  socket.resume()
+}

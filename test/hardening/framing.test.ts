@@ -84,3 +84,31 @@ test(`framing: ${CASES.length} malformed or smuggling requests each get a clear 
   assert.equal((await rawExchange(berth, `GET /v2/ HTTP/1.1\r\n${H}Connection: close\r\n\r\n`)).status, 200)
   assert.equal(up.seen.length, 1)
 })
+
+test('a header over the limit gets a registry-shaped 431 every time, also while the client is still sending', async (t) => {
+  const up = await startUpstream((req, res) => { req.resume(); res.end('{}') })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url])
+  const raw = Buffer.from(`GET /v2/ HTTP/1.1\r\n${H}X-Big: ${'a'.repeat(70_000)}\r\n\r\n`)
+  const got: string[] = []
+  for (let i = 0; i < 20; i++) {
+    const socket = tls.connect({ host: '127.0.0.1', port: berth.port, ca: berth.ca, servername: 'localhost' })
+    await once(socket, 'secureConnect')
+    let text = ''
+    socket.on('data', (c: Buffer) => { text += c.toString('latin1') })
+    socket.on('error', (err: Error & { code?: string }) => { text += ` (${err.code})` })
+    // Written in pieces, as a client on a real network does: most of it arrives after berth refused.
+    for (let at = 0; at < raw.length && !socket.destroyed; at += 4096) {
+      socket.write(raw.subarray(at, at + 4096))
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    // A client reads the answer it was sent, then closes.
+    const answered = () => /\r\n\r\n\{.*\}$/.test(text)
+    for (let waited = 0; !answered() && !socket.destroyed && waited < 2000; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5))
+    socket.destroy()
+    got.push(/^HTTP\/1\.1 (\d{3})[^]*\r\n\r\n(\{.*\})/.exec(text)?.slice(1).join(' ') ?? `no answer: ${text.slice(-40)}`)
+  }
+  const expected = '431 {"errors":[{"code":"UNSUPPORTED","message":"request headers exceed the limit","detail":null}]}'
+  assert.deepEqual(got, Array(20).fill(expected))
+  assert.equal(up.seen.length, 0)
+})
