@@ -1,6 +1,6 @@
 // The admin listener (plain HTTP, for operators and orchestrators, never the public): /healthz (alive),
 // /readyz (at least one upstream can take requests), /upstreams (the pool as JSON) and /status (the same
-// as a small HTML page, like Tengine's check_status). It reads the pool through its snapshot only.
+// as a small HTML page, like Tengine's check_status). It reads the pool in force (after any reload) through its snapshot only.
 import fp from 'fastify-plugin'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { UpstreamSnapshot } from './upstream-pool.js'
@@ -36,17 +36,18 @@ export default fp(async function admin (fastify) {
   if (!cfg) { fastify.decorate('adminServer', null); return }
   const server = Fastify({ loggerInstance: fastify.log.child({ listener: 'admin' }), logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance
   fastify.decorate('adminServer', server)
-  const pool = fastify.upstreams
+  // The pool is read on every request: a reload replaces it.
+  const pool = () => fastify.upstreams
   server.get('/healthz', async () => ({ status: 'ok' }))
   server.get('/readyz', async (_request, reply) => {
-    const ready = pool.anyAvailable()
+    const ready = pool().anyAvailable()
     reply.code(ready ? 200 : 503)
     return { status: ready ? 'ready' : 'no upstream available' }
   })
-  server.get('/upstreams', async () => ({ upstreams: pool.snapshot() }))
+  server.get('/upstreams', async () => ({ upstreams: pool().snapshot() }))
   server.get('/status', async (_request, reply) => {
     reply.type('text/html; charset=utf-8')
-    return statusPage(pool.snapshot())
+    return statusPage(pool().snapshot())
   })
   fastify.addHook('onReady', async () => {
     await server.listen({ host: cfg.host, port: cfg.port, listenTextResolver: (address) => `admin listener at ${address}` })

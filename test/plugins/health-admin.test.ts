@@ -80,3 +80,33 @@ test('a tcp probe that cannot connect within its timeout fails', async () => {
   server.close()
   await assert.rejects(tcpProbe('127.0.0.1', port, 500), /ECONNREFUSED/)
 })
+
+test('after a reload that replaces the servers, /readyz, /upstreams and /status show the new pool, probed', async (t) => {
+  const { loadConfig } = await import('../../src/config/load.js')
+  const { readFileSync, writeFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const dead = net.createServer()
+  await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve))
+  const deadUrl = `https://127.0.0.1:${(dead.address() as AddressInfo).port}`
+  dead.close()
+  const alive = await startUpstream((req, res) => res.end('alive'))
+  t.after(() => alive.close())
+  const berth = await startBerth(t, [deadUrl], 'admin: { port: 0 }', {
+    upstream: 'healthCheck: { type: tcp, interval: 50ms, rise: 1, fall: 1, timeout: 200ms }'
+  })
+  await waitFor(() => berth.app.upstreams.servers[0].state === 'down', 2000, 'the dead server down')
+  assert.equal((await adminGet(berth, '/readyz')).status, 503)
+
+  const file = join(berth.dir, 'berth.yaml')
+  writeFileSync(file, readFileSync(file, 'utf8').replace(deadUrl, alive.url))
+  await berth.app.reload(await loadConfig(file))
+  assert.equal((await adminGet(berth, '/readyz')).status, 200, '/readyz reads the new pool')
+  await waitFor(() => berth.app.upstreams.servers[0].lastProbe !== null, 2000, 'the new server probed')
+  const rows = await upstreams(berth)
+  assert.deepEqual(rows.map((r) => [r.url, r.state, r.lastProbe?.ok]), [[alive.url, 'up', true]])
+  const page = (await adminGet(berth, '/status')).body
+  assert.ok(page.includes(alive.url) && !page.includes(deadUrl), 'the status page shows only the new server')
+  const before = rows[0].lastProbe?.at
+  await waitFor(() => berth.app.upstreams.servers[0].lastProbe?.at !== undefined && new Date(berth.app.upstreams.servers[0].lastProbe?.at ?? 0).toISOString() !== before, 2000, 'a later probe')
+  assert.notEqual((await upstreams(berth))[0].lastProbe?.at, before, 'lastProbe moves on')
+})
