@@ -62,6 +62,8 @@ export class UserStore {
   /** Checks under way, by cache key: 32 connections opening with one bcrypt credential hash it once. */
   #inFlight = new Map<string, Promise<string | null>>()
   #generation = 0
+  /** Hash verifications run (cache hits and coalesced checks run none; unknown users run one). */
+  hashChecks = 0
 
   private constructor (file: string, cacheSize: number, loaded: Awaited<ReturnType<typeof load>>) {
     this.file = file
@@ -90,11 +92,16 @@ export class UserStore {
   async #check (key: string, user: string, password: string): Promise<string | null> {
     const generation = this.#generation
     const entry = this.#users.get(user)
-    const ok = await verifyHash(entry ?? this.#dummy, password)
+    const ok = await this.#verifyHash(entry ?? this.#dummy, password)
     if (!ok || entry === undefined) return null
     // A reload while hashing must not cache a credential of the old file.
     if (generation === this.#generation) this.cache.set(key, user)
     return user
+  }
+
+  #verifyHash (entry: Pick<HtpasswdEntry, 'kind' | 'hash'>, password: string): Promise<boolean> {
+    this.hashChecks++
+    return verifyHash(entry, password)
   }
 
   async reload (): Promise<void> {

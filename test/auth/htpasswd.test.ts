@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { parseHtpasswd, verifyHash, dummyEntry, hashPassword } from '../../src/auth/htpasswd.js'
+import { parseHtpasswd, verifyHash, dummyEntry, hashPassword, verificationCost } from '../../src/auth/htpasswd.js'
 import { tempDir } from '../helper.js'
 
 const fixture = (name: string) => new URL(`../fixtures/${name}`, import.meta.url)
@@ -35,15 +35,22 @@ test('a line berth cannot verify is reported with file, line number and user', (
   assert.match(problems[2], /^\/etc\/berth\/htpasswd:6: expected "user:hash"/)
 })
 
-test('the dummy hash for unknown users is of the file\'s usual kind and cost, and matches nothing', async () => {
+test('the dummy hash for unknown users has the kind and cost of the file\'s most expensive entry, and matches nothing', async () => {
   const { users } = parseHtpasswd(readFileSync(fixture('htpasswd-all'), 'utf8'), 'f')
-  const bcryptOnly = new Map([...users].filter(([, e]) => e.kind === 'bcrypt'))
-  const d = await dummyEntry(bcryptOnly)
+  const d = await dummyEntry(users)
   assert.equal(d.kind, 'bcrypt')
   assert.match(d.hash, /^\$2[aby]\$12\$/)
   assert.equal(await verifyHash(d, 'bcrypt secret'), false)
-  const apr = await dummyEntry(new Map([...users].filter(([, e]) => e.kind === 'apr1')))
-  assert.equal(apr.kind, 'apr1')
+  const entries = (lines: string[]) => parseHtpasswd(lines.join('\n'), 'f').users
+  const apr = ['a:$apr1$cTqkkuA0$4IP7pJZ8Tx0MbbhP1hm9C/', 'b:$apr1$cTqkkuA0$4IP7pJZ8Tx0MbbhP1hm9C/', 'c:$apr1$cTqkkuA0$4IP7pJZ8Tx0MbbhP1hm9C/']
+  // three apr1 users and one bcrypt cost-5 user: the rare but costly bcrypt decides
+  const mixed = await dummyEntry(entries([...apr, `d:${await hashPassword('pw', 'bcrypt', 5)}`]))
+  assert.match(mixed.hash, /^\$2[aby]\$05\$/)
+  assert.equal((await dummyEntry(entries(apr))).kind, 'apr1')
+  // SHA-512-crypt with 20000 rounds costs more than bcrypt cost 5
+  const sha = await dummyEntry(entries([`d:${await hashPassword('pw', 'bcrypt', 5)}`, 'e:$6$rounds=20000$saltsalt$' + 'a'.repeat(86)]))
+  assert.match(sha.hash, /^\$6\$rounds=20000\$/)
+  assert.equal(verificationCost({ kind: 'sha1', cost: 0 }) < verificationCost({ kind: 'apr1', cost: 0 }), true)
 })
 
 test('berth passwd hashes verify, and htpasswd itself accepts them', async (t) => {
