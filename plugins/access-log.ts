@@ -3,7 +3,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { Logs } from '../src/logging.js'
-import { peerAddress } from './request-target.js'
 import { whenResponseDone } from '../src/response-done.js'
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
@@ -82,8 +81,7 @@ export default fp<{ logs: Logs }>(async function accessLog (fastify, opts) {
   fastify.addHook('onRequest', (request, reply, done) => {
     const start = performance.now()
     const res = reply.raw
-    // Read now: by the time the response closes, the socket may be gone.
-    const remoteAddr = peerAddress(request.raw) || '-'
+    const remoteAddr = request.clientAddress || '-'
     whenResponseDone(res, () => {
       const e = entry(request, start, remoteAddr)
       e.status = res.statusCode
@@ -92,4 +90,4 @@ export default fp<{ logs: Logs }>(async function accessLog (fastify, opts) {
     })
     done()
   })
-}, { name: 'berth-access-log', fastify: '5.x' })
+}, { name: 'berth-access-log', fastify: '5.x', dependencies: ['berth-client-address'] })

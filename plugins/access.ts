@@ -1,11 +1,11 @@
 // What the requester may do: the registry action (from plugins/request-target.ts) checked against the
 // access rules. 401 with a challenge for anonymous clients, 403 DENIED for users without the right.
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
-import { AccessPolicy, type Action } from '../src/auth/access.js'
+import { ALL_REPOSITORIES, AccessPolicy, type Action } from '../src/auth/access.js'
 import { DeniedError, NameInvalidError, NotFoundError } from '../src/errors.js'
 import { challenge } from './auth.js'
 import { REPOSITORY_NAME } from './request-target.js'
+import { mountSources } from '../src/registry/parameters.js'
 
 function methodAction (method: string): Action {
   switch (method) {
@@ -15,14 +15,6 @@ function methodAction (method: string): Action {
   }
 }
 
-/** Cross-repository mounts (`POST …/blobs/uploads/?mount=…&from=<other>`) read from `<other>`. */
-function mountSources (request: FastifyRequest): string[] {
-  const url = request.raw.url ?? ''
-  const q = url.indexOf('?')
-  if (q === -1 || request.raw.method !== 'POST') return []
-  const params = new URLSearchParams(url.slice(q + 1))
-  return params.has('mount') ? params.getAll('from') : []
-}
 
 export default fp(async function access (fastify) {
   const cfg = fastify.berthConfig.auth
@@ -53,13 +45,16 @@ export default fp(async function access (fastify) {
       return
     }
     if (action.kind === 'catalog') {
-      if (policy.allows(user, 'catalog', null)) done()
-      else refuse()
+      const filter = policy.catalogFilter(user)
+      if (filter === null) { refuse(); return }
+      // The proxy lists only what this lets through (src/registry/catalog.ts).
+      request.catalogFilter = filter === ALL_REPOSITORIES ? null : filter
+      done()
       return
     }
     const repository = action.repository as string
     if (!policy.allows(user, methodAction(request.raw.method ?? 'GET'), repository)) { refuse(); return }
-    for (const from of mountSources(request)) {
+    for (const from of action.kind === 'upload' ? mountSources(request.raw.method, request.raw.url ?? '') : []) {
       if (!REPOSITORY_NAME.test(from) || from.length > 255) { done(new NameInvalidError()); return }
       if (!policy.allows(user, 'pull', from)) { refuse(); return }
     }

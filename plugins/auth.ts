@@ -9,7 +9,6 @@ import fp from 'fastify-plugin'
 import basicAuth from '@fastify/basic-auth'
 import type { FastifyReply } from 'fastify'
 import { UserStore } from '../src/auth/users.js'
-import { peerAddress } from './request-target.js'
 import { Throttle } from '../src/auth/throttle.js'
 import { TooManyFailuresError, UnauthorizedError, type RegistryErrorShape } from '../src/errors.js'
 
@@ -70,7 +69,7 @@ export default fp(async function auth (fastify) {
   fastify.addHook('onRequest', (request, reply, done) => {
     // No credentials: anonymous. plugins/access.ts decides, and challenges when it must.
     if (request.headers.authorization === undefined) { done(); return }
-    const address = peerAddress(request.raw)
+    const address = request.clientAddress
     const wait = throttle.blockedFor(address)
     if (wait > 0) {
       stats.throttled++
@@ -86,4 +85,4 @@ export default fp(async function auth (fastify) {
       done((err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? (reply.header('www-authenticate', challengeValue), err) : challenge(reply, challengeValue))
     })
   })
-}, { name: 'berth-auth', fastify: '5.x', dependencies: ['berth-request-target'] })
+}, { name: 'berth-auth', fastify: '5.x', dependencies: ['berth-request-target', 'berth-client-address'] })

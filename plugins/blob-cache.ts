@@ -102,19 +102,22 @@ export class BlobCache {
   readonly #entries = new Map<string, number>()
   #total = 0
   readonly #filling = new Set<string>()
-  /** `${repository}@${digest}` the upstream confirmed, least recently used first. */
-  readonly #confirmed = new Map<string, true>()
+  /** `${repository}@${digest}` the upstream confirmed -> until when that is trusted; least recently used first. */
+  readonly #confirmed = new Map<string, number>()
+  /** How long a confirmation is trusted (ms). */
+  confirmFor: number
   #tmpCount = 0
   readonly stats: CacheStats = { hits: 0, misses: 0, fills: 0, rejected: 0, evictions: 0 }
 
-  private constructor (dir: string, maxSize: number) {
+  private constructor (dir: string, maxSize: number, confirmFor: number) {
     this.dir = dir
     this.maxSize = maxSize
+    this.confirmFor = confirmFor
   }
 
   /** Opens (or creates) the cache directory; copies already there count, oldest first by mtime. */
-  static async open (dir: string, maxSize: number): Promise<BlobCache> {
-    const cache = new BlobCache(dir, maxSize)
+  static async open (dir: string, maxSize: number, confirmFor = 300_000): Promise<BlobCache> {
+    const cache = new BlobCache(dir, maxSize, confirmFor)
     await rm(join(dir, 'tmp'), { recursive: true, force: true }) // fills cut short by a stop
     await mkdir(join(dir, 'tmp'), { recursive: true })
     const found: Array<{ digest: string, size: number, mtime: number }> = []
@@ -143,19 +146,34 @@ export class BlobCache {
   /** The size of a cached copy, or undefined. */
   sizeOf (digest: string): number | undefined { return this.#entries.get(digest) }
 
-  confirmed (repository: string, digest: string): boolean {
+  /** Whether the upstream confirmed, less than `confirmFor` ago, that `repository` holds `digest`. */
+  confirmed (repository: string, digest: string, now = Date.now()): boolean {
     const key = `${repository}@${digest}`
-    if (!this.#confirmed.has(key)) return false
+    const until = this.#confirmed.get(key)
+    if (until === undefined) return false
     this.#confirmed.delete(key)
-    this.#confirmed.set(key, true)
+    if (until <= now) return false // expired: a delete on the registry or its garbage collection must show
+    this.#confirmed.set(key, until)
     return true
   }
 
-  confirm (repository: string, digest: string): void {
+  confirm (repository: string, digest: string, now = Date.now()): void {
     const key = `${repository}@${digest}`
     this.#confirmed.delete(key)
-    this.#confirmed.set(key, true)
+    if (this.confirmFor <= 0) return
+    this.#confirmed.set(key, now + this.confirmFor)
     if (this.#confirmed.size > CONFIRMED_MAX) this.#confirmed.delete(this.#confirmed.keys().next().value as string)
+  }
+
+  /** The upstream said `repository` does not hold `digest` (a 404). */
+  unconfirm (repository: string, digest: string): void {
+    this.#confirmed.delete(`${repository}@${digest}`)
+  }
+
+  /** A blob or a manifest of `repository` was deleted: nothing remembered for it is trusted any longer. */
+  forgetRepository (repository: string): void {
+    const prefix = `${repository}@`
+    for (const key of this.#confirmed.keys()) if (key.startsWith(prefix)) this.#confirmed.delete(key)
   }
 
   /** A fill for a download about to stream, or null: cached already, being filled, or too big to keep. */
@@ -278,7 +296,7 @@ export async function serveCopy (cache: BlobCache, request: FastifyRequest, res:
 
 export default fp(async function blobCache (fastify) {
   const cfg = fastify.berthConfig.cache
-  const cache = cfg === undefined ? null : await BlobCache.open(cfg.dir, cfg.maxSize)
+  const cache = cfg === undefined ? null : await BlobCache.open(cfg.dir, cfg.maxSize, cfg.confirmFor)
   fastify.decorate('blobCache', cache)
   if (cache !== null) fastify.log.info({ dir: cache.dir, blobs: cache.count, bytes: cache.size, maxSize: cache.maxSize }, 'blob cache open')
 }, { name: 'berth-blob-cache', fastify: '5.x' })

@@ -8,7 +8,7 @@ import https from 'node:https'
 import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
 import type { BerthConfig } from '../src/config/schema.js'
-import { isIpAddress } from '../src/config/load.js'
+import { isIpAddress } from '../src/net.js'
 import type { Upstream } from './upstream-pool.js'
 
 type HealthCheck = NonNullable<BerthConfig['upstream']['healthCheck']>

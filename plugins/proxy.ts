@@ -2,64 +2,24 @@
 // undici dispatcher to the client socket (no intermediate streams). Its routes and its catch-all body
 // parser are encapsulated so that they do not leak into user plugins.
 import fp from 'fastify-plugin'
-import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http'
+import type { ServerResponse, OutgoingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { requestBody } from './body-limit.js'
-import { peerAddress } from './request-target.js'
+import { clientResponseHeaders, upstreamRequestHeaders, type Forwarding as ForwardingHeaders } from '../src/proxy/headers.js'
 import type { Upstream, UpstreamPool } from './upstream-pool.js'
 import { cacheableBlob, serveCopy, type BlobCache, type Fill } from './blob-cache.js'
 import type { BerthConfig } from '../src/config/schema.js'
+import { peerAddress } from '../src/net.js'
 import { createHash, type Hash } from 'node:crypto'
 import {
-  ClientTimeoutError, UpstreamTimeoutError, UpstreamUnavailableError, writeRegistryError, type RegistryErrorShape
+  API_VERSION, API_VERSION_HEADER, ClientTimeoutError, UpstreamTimeoutError, UpstreamUnavailableError, writeRegistryError, type RegistryErrorShape
 } from '../src/errors.js'
+import { filteredCatalog } from '../src/registry/catalog.js'
 import { formatDuration } from '../src/config/units.js'
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
-
-// RFC 9110 7.6.1, plus `trailer` and the non-standard `proxy-connection`. Never forwarded either way.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
-// Request headers berth sets itself (`expect` is answered by berth, and undici refuses it).
-const REPLACED = new Set(['x-real-ip', 'x-forwarded-for', 'x-forwarded-proto', 'expect'])
-
-function connectionTokens (value: string | string[] | undefined): Set<string> | null {
-  if (value === undefined) return null
-  const list = (Array.isArray(value) ? value.join(',') : value).toLowerCase().split(',')
-  return new Set(list.map((t) => t.trim()).filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive'))
-}
-
-/** The seed's proxy_set_header lines, done right; Host passes unchanged. Flat [name, value, …] for undici. */
-export function upstreamRequestHeaders (req: IncomingMessage, proto: string): string[] {
-  const raw = req.rawHeaders
-  const named = connectionTokens(req.headers.connection)
-  const out: string[] = []
-  let xff = ''
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase()
-    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) continue
-    if (REPLACED.has(name)) {
-      if (name === 'x-forwarded-for') xff = xff === '' ? raw[i + 1] : `${xff}, ${raw[i + 1]}`
-      continue
-    }
-    out.push(name, raw[i + 1])
-  }
-  const peer = peerAddress(req)
-  out.push('x-real-ip', peer, 'x-forwarded-for', xff === '' ? peer : `${xff}, ${peer}`, 'x-forwarded-proto', proto)
-  return out
-}
-
-/** Response headers minus hop-by-hop ones; everything else, Location included, passes unchanged. */
-export function clientResponseHeaders (headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
-  const named = connectionTokens(headers.connection)
-  const out: OutgoingHttpHeaders = {}
-  for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) continue
-    out[name] = headers[name]
-  }
-  return out
-}
 
 type Cause = 'error' | 'timeout' | 'invalid_header' | `http_${number}`
 
@@ -87,6 +47,19 @@ function causeOf (err: Error & { code?: string }): Cause {
   return 'error'
 }
 
+/** What the header policy needs to know of a request. */
+function forwardingOf (request: FastifyRequest, opts: ProxyOptions): ForwardingHeaders {
+  const req = request.raw
+  let fallbackHost = ''
+  if (req.headers.host === undefined) {
+    // HTTP/1.0 without Host: the configured public name, else the address the client connected to.
+    const local = req.socket?.localAddress ?? '127.0.0.1'
+    const address = local.startsWith('::ffff:') ? local.slice(7) : local
+    fallbackHost = opts.publicHost ?? `${address.includes(':') ? `[${address}]` : address}:${req.socket?.localPort ?? 0}`
+  }
+  return { proto: opts.proto, client: request.clientAddress, peer: peerAddress(req), trusted: request.viaTrustedProxy, fallbackHost }
+}
+
 const DIGEST = /^([a-z0-9]+)(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/
 const REPLAY_ONCE_SENT = new Set(['POST', 'PATCH', 'PUT'])
 /** nginx lingering_time. */
@@ -111,7 +84,9 @@ export function canReplay (method: string, hasBody: boolean, sent: boolean, nonI
 }
 
 export interface ProxyOptions {
-  proto: string
+  proto: 'http' | 'https'
+  /** listen.publicHost: the Host for requests without one. */
+  publicHost: string | null
   limit: number
   retryOn: ReadonlySet<string>
   tries: number
@@ -130,6 +105,8 @@ class Forwarding {
   pool: UpstreamPool
   opts: ProxyOptions
   headers: string[]
+  /** The origin the client sees, for Location and Link headers that name an upstream server. */
+  publicOrigin: string
   body: Readable | null
   tried = new Set<Upstream>()
   reasons: string[] = []
@@ -164,7 +141,9 @@ class Forwarding {
     this.pool = pool
     this.opts = opts
     const req = request.raw
-    this.headers = upstreamRequestHeaders(req, opts.proto)
+    const upstream = upstreamRequestHeaders(req, forwardingOf(request, opts))
+    this.headers = upstream.headers
+    this.publicOrigin = upstream.publicOrigin
     this.body = requestBody(request, opts.limit)
     const action = request.registryAction
     this.resumable = req.method === 'GET' && pool.servers.length > 1 && req.headers.range === undefined &&
@@ -174,7 +153,7 @@ class Forwarding {
 
   /** The upstream's headers (hop-by-hop ones dropped) plus those hooks set with reply.header(). */
   responseHeaders (headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
-    const out = clientResponseHeaders(headers)
+    const out = clientResponseHeaders(headers, this.pool.origins, this.publicOrigin)
     const added = this.reply.getHeaders()
     for (const name in added) if (out[name] === undefined) out[name] = added[name]
     return out
@@ -249,6 +228,7 @@ class Forwarding {
   /** Starts keeping a blob download in the cache, when it may (a whole 200 of known length). */
   startFill (statusCode: number, length: number): void {
     const c = this.cacheable
+    if (c !== null && statusCode === 404) c.cache.unconfirm(c.repository, c.digest)
     if (c === null || statusCode !== 200 || !Number.isSafeInteger(length)) return
     c.cache.confirm(c.repository, c.digest) // the upstream just served it for this repository
     if (this.request.raw.method !== 'GET' || this.request.raw.headers.range !== undefined) return
@@ -483,6 +463,17 @@ class IdleSweeper {
 
 function forward (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, cache: BlobCache | null, request: FastifyRequest, reply: FastifyReply): void {
   reply.hijack()
+  const repository = request.registryAction?.repository ?? null
+  if (cache !== null && repository !== null && request.raw.method === 'DELETE') {
+    // A blob or a manifest goes: what berth remembers of the repository goes with it, also once the
+    // registry answered (a download confirming the repository meanwhile must not outlive the delete).
+    cache.forgetRepository(repository)
+    reply.raw.once('finish', () => { cache.forgetRepository(repository) })
+  }
+  if (request.catalogFilter !== null && request.registryAction?.kind === 'catalog' && request.raw.method === 'GET') {
+    catalog(pool, opts, request, reply.raw, request.catalogFilter)
+    return
+  }
   const blob = cache === null ? null : cacheableBlob(request)
   if (cache === null || blob === null) { proxyRequest(pool, opts, sweeper, request, reply, null); return }
   const cacheable = { cache, ...blob }
@@ -505,8 +496,9 @@ function forward (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, 
 async function fromCache (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply, c: NonNullable<Forwarding['cacheable']>): Promise<void> {
   const { cache, repository, digest } = c
   if (!cache.confirmed(repository, digest)) {
-    const status = await upstreamStatus(pool, `/v2/${repository}/blobs/${digest}`, confirmHeaders(request.raw, opts.proto))
+    const status = await upstreamStatus(pool, `/v2/${repository}/blobs/${digest}`, confirmHeaders(request, opts))
     if (status !== 200) {
+      if (status === 404) cache.unconfirm(repository, digest)
       // Not there (404), or no answer: the upstream answers the request itself, as without a cache.
       proxyRequest(pool, opts, sweeper, request, reply, null)
       return
@@ -518,8 +510,8 @@ async function fromCache (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleS
 }
 
 /** The request's own headers for the confirming HEAD, without Range and conditions (a HEAD asks "is it there"). */
-function confirmHeaders (req: IncomingMessage, proto: string): string[] {
-  const all = upstreamRequestHeaders(req, proto)
+function confirmHeaders (request: FastifyRequest, opts: ProxyOptions): string[] {
+  const all = upstreamRequestHeaders(request.raw, forwardingOf(request, opts)).headers
   const out: string[] = []
   for (let i = 0; i < all.length; i += 2) {
     if (all[i] === 'range' || all[i].startsWith('if-')) continue
@@ -544,6 +536,31 @@ function upstreamStatus (pool: UpstreamPool, path: string, headers: string[]): P
   })
 }
 
+/** GET /v2/_catalog for a requester who may see part of it: the registry's pages, filtered. */
+function catalog (pool: UpstreamPool, opts: ProxyOptions, request: FastifyRequest, res: ServerResponse, visible: (name: string) => boolean): void {
+  const url = request.raw.url ?? ''
+  const q = url.indexOf('?')
+  const { headers, publicOrigin } = upstreamRequestHeaders(request.raw, forwardingOf(request, opts))
+  const fetchPage = async (query: string) => {
+    const upstream = pool.pick(new Set())
+    if (upstream === null) throw new UpstreamUnavailableError()
+    request.upstreamAddress = upstream.address
+    const answer = await upstream.dispatcher.pool.request({ path: `/v2/_catalog${query === '' ? '' : `?${query}`}`, method: 'GET', headers, servername: upstream.servername } as Dispatcher.RequestOptions)
+    return { status: answer.statusCode, headers: answer.headers, body: Buffer.from(await answer.body.arrayBuffer()) }
+  }
+  filteredCatalog(q === -1 ? '' : url.slice(q + 1), visible, fetchPage).then((answer) => {
+    if (res.destroyed) return
+    const out = clientResponseHeaders(answer.headers, pool.origins, publicOrigin)
+    delete out['content-length']
+    res.writeHead(answer.status, { ...out, 'content-length': answer.body.length, [API_VERSION_HEADER]: API_VERSION })
+    res.end(answer.body)
+    request.bodyBytesSent = answer.body.length
+  }, (err: Error) => {
+    request.log.error({ err }, 'catalog: the registry could not be listed')
+    request.bodyBytesSent = writeRegistryError(res, new UpstreamUnavailableError())
+  })
+}
+
 function proxyRequest (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSweeper, request: FastifyRequest, reply: FastifyReply, cacheable: Forwarding['cacheable']): void {
   const res = reply.raw
   const f = new Forwarding(request, reply, pool, opts, sweeper.active, cacheable)
@@ -562,6 +579,7 @@ function proxyRequest (pool: UpstreamPool, opts: ProxyOptions, sweeper: IdleSwee
 export default fp(async function proxy (fastify) {
   const options = (config: BerthConfig): ProxyOptions => ({
     proto: config.tls ? 'https' : 'http',
+    publicHost: config.listen.publicHost ?? null,
     limit: config.limits.maxBodySize,
     retryOn: new Set(config.upstream.nextUpstream.on),
     tries: config.upstream.nextUpstream.tries,

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RegistryAction } from '../src/index.js'
 import { BadRequestError, BadRequestTargetError, NameInvalidError } from '../src/errors.js'
+import { formBodyProblem } from '../src/registry/parameters.js'
 
 // distribution's reference grammar: path components of lower-case alphanumerics joined by separators.
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
@@ -20,12 +21,6 @@ const REPO_INTENDED = /^\/v2\/.+\/(manifests|blobs|tags|referrers)\//
  * backslash, no `;`. Anything else could be read differently by berth and by the registry.
  */
 const CANONICAL_PATH = /^(?:\/[A-Za-z0-9_:+=-][A-Za-z0-9._:+=-]*)*\/?$/
-
-/** The client's address as logged and forwarded: IPv4-mapped IPv6 shown as plain IPv4. */
-export function peerAddress (req: { socket: { remoteAddress?: string } | null }): string {
-  const a = req.socket?.remoteAddress ?? ''
-  return a.startsWith('::ffff:') ? a.slice(7) : a
-}
 
 export function parseRegistryPath (path: string): RegistryAction {
   if (path === '/v2/' || path === '/v2') return { kind: 'base', repository: null, reference: null }
@@ -56,7 +51,7 @@ function framingProblem (req: FastifyRequest['raw']): string | null {
   const host = req.headers.host
   if (host !== undefined && !HOST.test(host)) return 'Host is not a host name or address with an optional port'
   if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return 'Transfer-Encoding on HTTP/1.0'
-  return null
+  return formBodyProblem(req.headers, raw)
 }
 
 export function registryActionHook (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
@@ -89,7 +84,15 @@ export function registryActionHook (request: FastifyRequest, reply: FastifyReply
   done()
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** GET /v2/_catalog: the names the requester may see (set by the access rules); null = all. */
+    catalogFilter: ((repository: string) => boolean) | null
+  }
+}
+
 export default fp(async function requestTarget (fastify) {
   fastify.decorateRequest('registryAction', null)
+  fastify.decorateRequest('catalogFilter', null)
   fastify.addHook('onRequest', registryActionHook)
 }, { name: 'berth-request-target', fastify: '5.x' })

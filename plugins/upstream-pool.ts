@@ -8,7 +8,7 @@
 import fp from 'fastify-plugin'
 import { Pool, buildConnector, type Dispatcher } from 'undici'
 import { readFileSync } from 'node:fs'
-import { isIpAddress } from '../src/config/load.js'
+import { isIpAddress } from '../src/net.js'
 import type { BerthConfig } from '../src/config/schema.js'
 
 export interface ProbeResult { ok: boolean, at: number, ms: number, error?: string }
@@ -104,6 +104,8 @@ export class UpstreamPool {
   readonly servers: Upstream[]
   readonly balance: 'round_robin' | 'least_conn'
   readonly dispatcherKey: string
+  /** Every server's origin (`https://host:port`), for the Location and Link headers that name one. */
+  readonly origins: ReadonlySet<string>
 
   /** With `previous` (a reload): servers that stay keep their health state, counters and, when the TLS and
    * timeout settings are unchanged, their kept-alive connections. */
@@ -148,6 +150,7 @@ export class UpstreamPool {
       }
       return fresh
     })
+    this.origins = new Set(this.servers.map((s) => s.url))
   }
 
   static available (s: Upstream, now: number): boolean {

@@ -8,6 +8,7 @@ import { applyReload, type Reloadable } from './reload.js'
 import { API_VERSION, API_VERSION_HEADER, answerClientError, BadRequestError, NotFoundError, ShuttingDownError, registryError, registryErrorBody, type RegistryErrorShape } from './errors.js'
 import tlsListener from '../plugins/tls-listener.js'
 import requestTarget from '../plugins/request-target.js'
+import clientAddress from '../plugins/client-address.js'
 import accessLog from '../plugins/access-log.js'
 import bodyLimit from '../plugins/body-limit.js'
 import auth from '../plugins/auth.js'
@@ -107,7 +108,8 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   await app.register(healthProbe)
   await app.register(admin)
   // Then the request path, in the order a request meets it. Logging and metrics first, so that refused
-  // requests are logged and counted too.
+  // requests are logged and counted too; they need the client's address.
+  await app.register(clientAddress)
   await app.register(accessLog, { logs: opts.logs })
   await app.register(metrics)
   await app.register(pressure)

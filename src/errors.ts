@@ -101,8 +101,11 @@ export function answerClientError (err: Error & { code?: string }, socket: impor
       : [400, 'Bad Request', 'malformed request']
   const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message, detail: null }] })
   if (!socket.writable) { socket.destroy(); return }
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${body.length}\r\n` +
-    `${API_VERSION_HEADER}: ${API_VERSION}\r\nconnection: close\r\n\r\n${body}`)
+  const answer = `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${body.length}\r\n` +
+    `${API_VERSION_HEADER}: ${API_VERSION}\r\nconnection: close\r\n\r\n${body}`
+  // A client too slow to send its headers gets no more time.
+  if (status === 408) { socket.end(answer, () => socket.destroy()); return }
+  socket.end(answer)
   let dropped = 0
   const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref()
   socket.on('close', () => clearTimeout(timer))

@@ -2,6 +2,9 @@
 import type { BerthConfig } from '../config/schema.js'
 
 export type Action = 'pull' | 'push' | 'delete' | 'catalog'
+
+/** A catalog filter that lets every name through (no access rules): the listing is not filtered at all. */
+export const ALL_REPOSITORIES = (_repository: string): boolean => true
 type AuthConfig = NonNullable<BerthConfig['auth']>
 
 /** `*` within one path segment, `**` across segments, `?` one character; everything else literal. */
@@ -54,6 +57,16 @@ export class AccessPolicy {
       if (rule.users?.has(user) === true && matches(rule, action, repository)) return true
     }
     return false
+  }
+
+  /**
+   * GET /v2/_catalog: null when `user` may not list at all; else which names the listing may show: those a
+   * catalog rule of the user covers and the user may pull (ALL_REPOSITORIES without access rules).
+   */
+  catalogFilter (user: string | null): ((repository: string) => boolean) | null {
+    if (!this.allows(user, 'catalog', null)) return null
+    if (user !== null && this.#rules === null) return ALL_REPOSITORIES
+    return (repository) => this.allows(user, 'catalog', repository) && this.allows(user, 'pull', repository)
   }
 
   /** Whether anything at all is open to clients without credentials. */

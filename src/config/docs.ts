@@ -1,5 +1,5 @@
-// The README's configuration reference, generated from the schema (scripts/config-docs.ts writes it;
-// test/config/docs.test.ts fails when README.md is out of date).
+// The configuration reference in docs/configuration.md, generated from the schema (scripts/config-docs.ts writes it;
+// test/config/docs.test.ts fails when the document is out of date).
 import type { TSchema } from '@sinclair/typebox'
 import { ConfigSchema } from './schema.js'
 
@@ -62,6 +62,6 @@ export const END = '<!-- config-reference:end -->'
 export function withReference (readme: string): string {
   const a = readme.indexOf(BEGIN)
   const b = readme.indexOf(END)
-  if (a === -1 || b === -1) throw new Error('README.md lacks the config-reference markers')
+  if (a === -1 || b === -1) throw new Error('docs/configuration.md lacks the config-reference markers')
   return readme.slice(0, a + BEGIN.length) + '\n' + configReference() + readme.slice(b)
 }

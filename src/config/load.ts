@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
-import { isIP } from 'node:net'
+import { cidrProblem } from '../net.js'
 import { parse as parseYaml } from 'yaml'
 import { Value } from '@sinclair/typebox/value'
 import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclair/typebox/errors'
@@ -122,6 +122,10 @@ function fileProblems (config: BerthConfig): string[] {
 /** Cross-references the schema cannot express. */
 function ruleProblems (config: BerthConfig): string[] {
   const problems: string[] = []
+  config.trustedProxies.forEach((entry, i) => {
+    const why = cidrProblem(entry)
+    if (why) problems.push(`trustedProxies[${i}]: ${why}, got ${show(entry)}`)
+  })
   const auth = config.auth
   if (!auth) return problems
   auth.access?.forEach((rule, i) => {
@@ -188,6 +192,3 @@ export async function loadConfig (file: string, opts: LoadOptions = {}): Promise
   return config
 }
 
-export function isIpAddress (host: string): boolean {
-  return isIP(host.replace(/^\[|\]$/g, '')) !== 0
-}

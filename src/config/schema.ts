@@ -1,5 +1,5 @@
 // The one source of truth for berth's configuration: validation (TypeBox's Value.Errors), the TypeScript
-// types (Static / StaticDecode) and the README reference (scripts/config-docs.ts) all come from here.
+// types (Static / StaticDecode) and the configuration reference in docs/configuration.md (scripts/config-docs.ts) all come from here.
 import { Type, type Static, type StaticDecode, type TSchema } from '@sinclair/typebox'
 import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from './units.js'
 
@@ -42,8 +42,10 @@ const Names = (what: string) => Type.Array(Type.String({ minLength: 1 }), { desc
 export const ConfigSchema = Type.Object({
   listen: Section({
     host: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Address to listen on (nginx `listen`).' }),
-    port: Port(8443, 'TCP port; 0 picks a free one.')
+    port: Port(8443, 'TCP port; 0 picks a free one.'),
+    publicHost: Type.Optional(Type.String({ pattern: '^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\])(?::\\d{1,5})?$', description: 'The `host[:port]` clients use to reach berth. Sent to the registry as Host for a request that has none (HTTP/1.0); default: the address and port the client connected to. The registry builds upload URLs from it.', expected: 'a host name or address with an optional port, like registry.example.com or registry.example.com:8443' }))
   }, 'Where berth accepts client connections.'),
+  trustedProxies: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Addresses or CIDR blocks of load balancers in front of berth (nginx `set_real_ip_from`). Only from these peers are `X-Forwarded-For` (the client address for throttling, logs and the registry), `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` believed and passed on; from every other peer they are dropped and berth sets its own.', expected: 'a list of addresses or CIDR blocks like 10.0.0.0/8' }),
   tls: Type.Optional(Section({
     cert: FilePath('PEM certificate chain (nginx `ssl_certificate`).'),
     key: FilePath('PEM private key (nginx `ssl_certificate_key`).'),
@@ -118,7 +120,8 @@ export const ConfigSchema = Type.Object({
   }, 'Request limits.'),
   cache: Type.Optional(Section({
     dir: Type.String({ minLength: 1, description: 'Directory of the cached blobs (one file per digest); relative to the config file. Created if missing.', expected: 'a directory path' }),
-    maxSize: Size('20g', 'Total size of the cached blobs; the least recently used go first when it is reached.')
+    maxSize: Size('20g', 'Total size of the cached blobs; the least recently used go first when it is reached.'),
+    confirmFor: Duration('5m', 'How long the upstream\'s word that a repository holds a blob is trusted; after that a cached copy is served only after a new HEAD says so. A delete through berth forgets the repository at once; this bounds how long a delete made on the registry directly (or its garbage collection) can go unseen.')
   }, 'Edge cache for blobs (immutable, content-addressed): a download fills it as it streams, kept only if the whole matches its digest; a copy is served (with Range) only for a repository the upstream confirmed holds that blob, after the access rules. Absent: no cache.', true)),
   admin: Type.Optional(Section({
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Admin listener address (plain HTTP: keep it private).' }),

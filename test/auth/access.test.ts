@@ -23,7 +23,11 @@ const ACCESS = `
 
 async function setup (t: Parameters<typeof startBerth>[0], authYaml = ACCESS): Promise<{ berth: Berth, seen: string[] }> {
   const seen: string[] = []
-  const up = await startUpstream((req, res) => { seen.push(`${req.method} ${req.url}`); req.resume(); req.on('end', () => res.end('{}')) }, { plain: true })
+  const up = await startUpstream((req, res) => {
+    seen.push(`${req.method} ${req.url}`)
+    req.resume()
+    req.on('end', () => res.end(req.url?.startsWith('/v2/_catalog') === true ? '{"repositories":["bob/app","team-a/app"]}' : '{}'))
+  }, { plain: true })
   t.after(() => up.close())
   const dir = tempDir(t)
   const file = join(dir, 'htpasswd')

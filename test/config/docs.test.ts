@@ -3,9 +3,9 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { withReference, configReference } from '../../src/config/docs.js'
 
-test('README.md\'s configuration reference is the one generated from the schema (npm run docs:config)', () => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
-  assert.equal(readme, withReference(readme))
+test('docs/configuration.md\'s configuration reference is the one generated from the schema (npm run docs:config)', () => {
+  const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
+  assert.equal(doc, withReference(doc))
   for (const key of ['listen.port', 'tls.sessionTimeout', 'upstream.servers[].url', 'upstream.timeouts.idle', 'limits.maxBodySize', 'log.format']) {
     assert.ok(configReference().includes(`\`${key}\``), key)
   }

@@ -137,5 +137,5 @@ test('loadConfig checks the files: missing, not PEM, key not matching the certif
   })
   writeFileSync(file, 'cache: { dir: cache/blobs }\n' + MINIMAL)
   const ok = await loadConfig(file)
-  assert.deepEqual(ok.cache, { dir: join(dir, 'cache', 'blobs'), maxSize: 20 * 1024 ** 3 })
+  assert.deepEqual(ok.cache, { dir: join(dir, 'cache', 'blobs'), maxSize: 20 * 1024 ** 3, confirmFor: 300_000 })
 })

@@ -1,5 +1,5 @@
 // The path corpus: encoded and odd request targets that must never let a user act on a repository the
-// access rules deny. Each gets 400, 403 or 404 exactly as README.md documents, and none reaches the
+// access rules deny. Each gets 400, 403 or 404 exactly as docs/security.md documents, and none reaches the
 // upstream. Raw sockets, since clients normalise paths.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

@@ -54,7 +54,7 @@ test('the upstream receives the first bytes of an upload before the client has s
   assert.equal(res.headers['x-digest'], createHash('sha256').update(first).update(last).digest('hex'))
 })
 
-test('headers: Host unchanged, X-Real-IP and X-Forwarded-* set, hop-by-hop dropped both ways, Location unchanged', async (t) => {
+test('headers: Host unchanged, X-Real-IP and X-Forwarded-* set by berth, hop-by-hop dropped both ways, a Location naming the client\'s host unchanged', async (t) => {
   const up = await startUpstream((req, res) => {
     res.writeHead(202, {
       location: 'https://registry.example.com:8443/v2/a/blobs/uploads/abc?_state=x',
@@ -90,7 +90,7 @@ test('headers: Host unchanged, X-Real-IP and X-Forwarded-* set, hop-by-hop dropp
   const seen = up.seen[0].headers
   assert.equal(seen.host, 'registry.example.com:8443')
   assert.equal(seen['x-real-ip'], '127.0.0.1')
-  assert.equal(seen['x-forwarded-for'], '9.9.9.9, 127.0.0.1')
+  assert.equal(seen['x-forwarded-for'], '127.0.0.1', 'a client\'s own X-Forwarded-For is dropped')
   assert.equal(seen['x-forwarded-proto'], 'https')
   assert.equal(seen['x-custom'], 'kept')
   assert.equal(seen.authorization, 'Basic dXNlcjpwYXNz')
@@ -102,18 +102,43 @@ test('headers: Host unchanged, X-Real-IP and X-Forwarded-* set, hop-by-hop dropp
   assert.notEqual(res.headers['keep-alive'], 'timeout=5')
 })
 
-test('X-Forwarded-For without a client value is the peer address alone; several client values are joined', async (t) => {
+test('forwarding headers: dropped from clients, believed and passed on from trusted proxies only', async (t) => {
   const up = await startUpstream((req, res) => res.end())
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url])
-  await request(berth, '/v2/')
-  assert.equal(up.seen[0].headers['x-forwarded-for'], '127.0.0.1')
-  await new Promise<void>((resolve, reject) => {
-    const req = https.request(`${berth.url}/v2/`, { ca: berth.ca, agent: false, servername: 'localhost', headers: { 'x-forwarded-for': ['1.1.1.1', '2.2.2.2'] } }, (res) => { res.resume(); res.on('end', resolve) })
+  const send = (berth: Awaited<ReturnType<typeof startBerth>>, headers: Record<string, string | string[]>) => new Promise<void>((resolve, reject) => {
+    const req = https.request(`${berth.url}/v2/`, { ca: berth.ca, agent: false, servername: 'localhost', headers }, (res) => { res.resume(); res.on('end', resolve) })
     req.on('error', reject)
     req.end()
   })
-  assert.equal(up.seen[1].headers['x-forwarded-for'], '1.1.1.1, 2.2.2.2, 127.0.0.1')
+  const spoof = {
+    'x-forwarded-for': ['1.1.1.1', '2.2.2.2'],
+    'x-forwarded-host': 'evil.example',
+    'x-forwarded-proto': 'http',
+    'x-forwarded-port': '80',
+    'x-real-ip': '6.6.6.6',
+    forwarded: 'for=6.6.6.6;host=evil.example;proto=http'
+  }
+  const untrusting = await startBerth(t, [up.url])
+  await send(untrusting, spoof)
+  let seen = up.seen.at(-1)?.headers ?? {}
+  assert.deepEqual([seen['x-forwarded-for'], seen['x-real-ip'], seen['x-forwarded-proto']], ['127.0.0.1', '127.0.0.1', 'https'])
+  for (const h of ['x-forwarded-host', 'x-forwarded-port', 'forwarded']) assert.equal(seen[h], undefined, h)
+  assert.match(untrusting.accessLog(), /^127\.0\.0\.1 - /m)
+
+  // behind a load balancer at 127.0.0.1: its headers are believed; the client is the nearest untrusted hop
+  const trusting = await startBerth(t, [up.url], 'trustedProxies: [127.0.0.1, 10.0.0.0/8]')
+  await send(trusting, { ...spoof, 'x-forwarded-for': ['1.1.1.1', '2.2.2.2, 10.1.2.3'], 'x-forwarded-host': 'registry.example.com' })
+  seen = up.seen.at(-1)?.headers ?? {}
+  assert.equal(seen['x-forwarded-for'], '1.1.1.1, 2.2.2.2, 10.1.2.3, 127.0.0.1')
+  assert.equal(seen['x-real-ip'], '2.2.2.2')
+  assert.equal(seen['x-forwarded-proto'], 'http')
+  assert.equal(seen['x-forwarded-host'], 'registry.example.com')
+  assert.equal(seen.forwarded, 'for=6.6.6.6;host=evil.example;proto=http')
+  assert.equal(seen['x-forwarded-port'], undefined, 'only For, Proto, Host and Forwarded pass')
+  assert.match(trusting.accessLog(), /^2\.2\.2\.2 - /m)
+  await send(trusting, { 'x-forwarded-proto': 'gopher', 'x-forwarded-host': 'a b' })
+  seen = up.seen.at(-1)?.headers ?? {}
+  assert.deepEqual([seen['x-forwarded-proto'], seen['x-forwarded-host'], seen['x-forwarded-for']], ['https', undefined, '127.0.0.1'], 'malformed values are not passed on')
 })
 
 test('every method reaches the upstream with its body; upstream connections are kept alive and reused', async (t) => {
