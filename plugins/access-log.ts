@@ -76,8 +76,6 @@ function entry (request: FastifyRequest, start: number, remoteAddr: string): Acc
 export default fp<{ logs: Logs }>(async function accessLog (fastify, opts) {
   const { access, format } = opts.logs
   const write = format === 'json' ? formatJson : formatCombined
-  fastify.decorateRequest('upstreamAddress', '')
-  fastify.decorateRequest('bodyBytesSent', 0)
   fastify.addHook('onRequest', (request, reply, done) => {
     const start = performance.now()
     const res = reply.raw

@@ -3,22 +3,15 @@
 // as a small HTML page, like Tengine's check_status). It reads the pool in force (after any reload) through its snapshot only.
 import fp from 'fastify-plugin'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
-import type { UpstreamSnapshot } from './upstream-pool.js'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** The admin listener's own Fastify instance (null when `admin` is not configured). */
-    adminServer: FastifyInstance | null
-  }
-}
+import type { UpstreamSnapshot } from '../src/upstream/pool.js'
 
 const escapeHtml = (v: unknown) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
 export function statusPage (rows: UpstreamSnapshot[], now = new Date()): string {
   const cells = (r: UpstreamSnapshot) => [
-    r.url, r.state, r.available ? 'yes' : 'no', r.weight, r.backup ? 'backup' : '', r.successes, r.failures,
+    r.url, r.state, r.available ? 'yes' : 'no', r.weight, r.backup ? 'backup' : '', r.successesInARow, r.failuresInARow,
     r.lastProbe === null ? '-' : `${r.lastProbe.ok ? 'ok' : `failed: ${r.lastProbe.error ?? ''}`} (${r.lastProbe.ms} ms, ${r.lastProbe.at})`,
-    r.active, r.requests, r.requestFailures
+    r.active, r.requests, r.failures
   ]
   const head = ['server', 'state', 'in rotation', 'weight', '', 'rise count', 'fall count', 'last probe', 'active', 'requests', 'failures']
   return `<!doctype html>

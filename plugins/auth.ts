@@ -10,16 +10,8 @@ import basicAuth from '@fastify/basic-auth'
 import type { FastifyReply } from 'fastify'
 import { UserStore } from '../src/auth/users.js'
 import { Throttle } from '../src/auth/throttle.js'
+import type { AuthStats } from '../src/types.js'
 import { TooManyFailuresError, UnauthorizedError, type RegistryErrorShape } from '../src/errors.js'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** The htpasswd users and the throttle (read-only for plugins; status and metrics read them). */
-    authState: { users: UserStore, throttle: Throttle, challenge: string, stats: AuthStats }
-  }
-}
-
-export interface AuthStats { successes: number, failures: number, throttled: number }
 
 /** The 401 every unauthenticated refusal carries, so `docker login` knows to send credentials. */
 export function challenge (reply: FastifyReply, value: string): Error {

@@ -3,24 +3,9 @@
 import fp from 'fastify-plugin'
 import { TrustedProxies, peerAddress } from '../src/net.js'
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** The load balancers whose forwarding headers are believed (`trustedProxies`). */
-    trustedProxies: TrustedProxies
-  }
-  interface FastifyRequest {
-    /** The client's address: the peer, or what a trusted proxy forwarded. */
-    clientAddress: string
-    /** Whether the peer is a trusted proxy (its forwarding headers pass on). */
-    viaTrustedProxy: boolean
-  }
-}
-
 export default fp(async function clientAddress (fastify) {
   let trusted = new TrustedProxies(fastify.berthConfig.trustedProxies)
   fastify.decorate('trustedProxies', { getter: () => trusted })
-  fastify.decorateRequest('clientAddress', '')
-  fastify.decorateRequest('viaTrustedProxy', false)
   fastify.onReload({
     name: 'trusted-proxies',
     async prepare (next) {
@@ -39,4 +24,4 @@ export default fp(async function clientAddress (fastify) {
     }
     done()
   })
-}, { name: 'berth-client-address', fastify: '5.x' })
+}, { name: 'berth-client-address', fastify: '5.x', dependencies: ['berth-request-state'], decorators: { fastify: ['berthConfig', 'onReload'], request: ['clientAddress', 'viaTrustedProxy'] } })

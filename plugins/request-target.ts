@@ -2,7 +2,7 @@
 // request.registryAction, the one place every later plugin (auth, access, metrics, user plugins) reads.
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { RegistryAction } from '../src/index.js'
+import type { RegistryAction } from '../src/types.js'
 import { BadRequestError, BadRequestTargetError, NameInvalidError } from '../src/errors.js'
 import { formBodyProblem } from '../src/registry/parameters.js'
 
@@ -84,15 +84,6 @@ export function registryActionHook (request: FastifyRequest, reply: FastifyReply
   done()
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** GET /v2/_catalog: the names the requester may see (set by the access rules); null = all. */
-    catalogFilter: ((repository: string) => boolean) | null
-  }
-}
-
 export default fp(async function requestTarget (fastify) {
-  fastify.decorateRequest('registryAction', null)
-  fastify.decorateRequest('catalogFilter', null)
   fastify.addHook('onRequest', registryActionHook)
-}, { name: 'berth-request-target', fastify: '5.x' })
+}, { name: 'berth-request-target', fastify: '5.x', dependencies: ['berth-request-state'], decorators: { request: ['registryAction'] } })

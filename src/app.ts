@@ -4,7 +4,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { BerthConfig } from './config/schema.js'
 import type { Logs } from './logging.js'
 import { serverHttpOptions, serverTlsOptions } from './tls.js'
-import { applyReload, type Reloadable } from './reload.js'
+import { applyReload } from './reload.js'
+import type { Reloadable } from './types.js'
+import requestState from '../plugins/request-state.js'
 import { API_VERSION, API_VERSION_HEADER, answerClientError, BadRequestError, NotFoundError, ShuttingDownError, registryError, registryErrorBody, type RegistryErrorShape } from './errors.js'
 import tlsListener from '../plugins/tls-listener.js'
 import requestTarget from '../plugins/request-target.js'
@@ -86,7 +88,6 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
       throw err
     }
   })
-  app.decorateRequest('user', null)
   app.setErrorHandler((err: FastifyError & RegistryErrorShape, request, reply) => {
     if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'request failed')
     sendError(err, reply)
@@ -101,6 +102,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     done(new ShuttingDownError())
   })
 
+  await app.register(requestState)
   await app.register(tlsListener)
   // The pool, its probes and the admin listener first: metrics and the status page read them.
   await app.register(upstreamPool)

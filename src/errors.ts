@@ -1,7 +1,7 @@
 // One registry of the errors berth makes itself. Each HTTP error carries the status and the code of the
 // registry's own error vocabulary (distribution's errcode), so docker prints "code: message" readably.
 import createError from '@fastify/error'
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 
 export interface RegistryErrorShape extends Error {
   code: string
@@ -78,6 +78,20 @@ export function writeRegistryError (res: ServerResponse, err: RegistryErrorShape
   res.writeHead(err.statusCode ?? 500, headers)
   res.end(body)
   return headers['content-length'] as number
+}
+
+/** nginx's lingering_time: how long the rest of an unread request body is read and dropped. */
+const LINGER_BODY_MS = 30_000
+
+/**
+ * An answer goes out before the request body was read (a refusal, an upstream that failed first): read
+ * and drop the rest for a while (nginx's lingering close), so that a client still sending reads the answer
+ * instead of a reset connection; past that, the connection is closed.
+ */
+export function closeUnread (req: IncomingMessage): void {
+  const timer = setTimeout(() => req.socket?.destroy(), LINGER_BODY_MS).unref()
+  req.once('end', () => clearTimeout(timer))
+  req.resume()
 }
 
 /** How long a connection refused at the parser keeps reading (and dropping) what the client still sends. */

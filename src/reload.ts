@@ -4,17 +4,9 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { BerthConfig } from './config/schema.js'
 
-export interface Prepared {
-  /** Swaps the prepared state in; must not fail. */
-  commit (): void
-  /** Drops what prepare built (the reload was refused elsewhere). */
-  abort? (): void
-}
+import type { Prepared, Reloadable } from './types.js'
 
-export interface Reloadable {
-  name: string
-  prepare (next: BerthConfig): Promise<Prepared>
-}
+export type { Prepared, Reloadable }
 
 /** Changes a running berth cannot apply: the new configuration keeps the running values for these. */
 export function restartOnly (current: BerthConfig, next: BerthConfig): { notes: string[], refused: string[] } {
@@ -50,14 +42,30 @@ export class ReloadRefusedError extends Error {
   }
 }
 
+/** The parts in registration order, except that each comes after the parts its `after` names. */
+export function commitOrder (parts: readonly Reloadable[]): Reloadable[] {
+  const names = new Set(parts.map((p) => p.name))
+  const done = new Set<string>()
+  const out: Reloadable[] = []
+  const left = [...parts]
+  while (left.length > 0) {
+    const i = left.findIndex((p) => (p.after ?? []).every((n) => done.has(n) || !names.has(n)))
+    if (i === -1) throw new Error(`reload parts wait on each other: ${left.map((p) => p.name).join(', ')}`)
+    const [part] = left.splice(i, 1)
+    out.push(part)
+    done.add(part.name)
+  }
+  return out
+}
+
 /** Prepares every part, then commits every part; on any failure nothing changes. */
-export async function applyReload (parts: Reloadable[], current: BerthConfig, next: BerthConfig): Promise<{ config: BerthConfig, notes: string[] }> {
+export async function applyReload (parts: readonly Reloadable[], current: BerthConfig, next: BerthConfig): Promise<{ config: BerthConfig, notes: string[] }> {
   const { notes, refused } = restartOnly(current, next)
   if (refused.length > 0) throw new ReloadRefusedError(refused)
   const config = effective(current, next)
   const prepared: Prepared[] = []
   try {
-    for (const part of parts) prepared.push(await part.prepare(config))
+    for (const part of commitOrder(parts)) prepared.push(await part.prepare(config))
   } catch (err) {
     for (const p of prepared) p.abort?.()
     throw err

@@ -113,14 +113,14 @@ test('reload keeps health state for servers that stay; a listener change is repo
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.after(() => app.close())
   const s1 = app.upstreams.servers[0]
-  s1.requests = 42
-  s1.state = 'down'
+  for (let i = 0; i < 3; i++) s1.recordFailure()
+  s1.recordProbe({ ok: false, at: Date.now(), ms: 1 }, 1, 1)
   write([up1.url, up2.url], 1234)
   const notes = await app.reload(await loadConfig(file))
   assert.deepEqual(notes, ['listen: the listener address changes only with a restart'])
   assert.equal(app.berthConfig.listen.port, 0, 'the running listener is what berthConfig says')
   assert.equal(app.upstreams.servers.length, 2)
-  assert.equal(app.upstreams.servers[0].requests, 42)
+  assert.equal(app.upstreams.servers[0].failures, 3)
   assert.equal(app.upstreams.servers[0].state, 'down')
   assert.equal(app.upstreams.servers[0].dispatcher, s1.dispatcher, 'kept-alive connections kept')
   // turning TLS off is refused whole

@@ -5,7 +5,7 @@ import http from 'node:http'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { startBerth, startUpstream, request, waitFor, type Berth, adminGet } from '../helper.js'
-import type { UpstreamSnapshot } from '../../plugins/upstream-pool.js'
+import type { UpstreamSnapshot } from '../../src/upstream/pool.js'
 
 const upstreams = async (berth: Berth) => (JSON.parse((await adminGet(berth, '/upstreams')).body) as { upstreams: UpstreamSnapshot[] }).upstreams
 
@@ -31,7 +31,7 @@ test('tcp probes mark a dead server down within fall x interval and up within ri
   rows = await upstreams(berth)
   assert.equal(rows[1].state, 'down')
   assert.equal(rows[1].lastProbe?.ok, false)
-  assert.ok(rows[1].failures >= 3)
+  assert.ok(rows[1].failuresInARow >= 3)
   for (let i = 0; i < 6; i++) assert.equal((await request(berth, '/v2/')).body.toString(), 'a', 'no traffic to a down server')
   assert.equal((await adminGet(berth, '/readyz')).status, 200)
 
@@ -72,7 +72,7 @@ test('http probes check the status; initialState down keeps servers out until pr
 })
 
 test('a tcp probe that cannot connect within its timeout fails', async () => {
-  const { tcpProbe } = await import('../../plugins/health-probe.js')
+  const { tcpProbe } = await import('../../src/upstream/probe.js')
   const server = net.createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port

@@ -184,7 +184,7 @@ test('a resumed download whose pieces do not add up to the digest is cut off, ne
 })
 
 test('the replay rules for each method and body state', async () => {
-  const { canReplay } = await import('../../plugins/proxy.js')
+  const { canReplay } = await import('../../src/proxy/retry.js')
   for (const method of ['GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PATCH', 'PUT']) {
     assert.equal(canReplay(method, false, false, false), true, `${method}: never reached the server`)
     assert.equal(canReplay(method, true, false, false), true, `${method} with a body that was never read`)

@@ -1,9 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import { UpstreamPool } from '../../plugins/upstream-pool.js'
+import { UpstreamPool, type Upstream } from '../../src/upstream/pool.js'
+import { tlsName } from '../../src/upstream/dispatcher.js'
 import { parseConfig } from '../../src/config/load.js'
-import { startBerth, request, registryError } from '../helper.js'
+import { startBerth, request, registryError, waitFor } from '../helper.js'
 
 function pool (servers: string): UpstreamPool {
   return new UpstreamPool(parseConfig(`upstream: { servers: ${servers} }`, '/x.yaml'))
@@ -21,9 +22,9 @@ test('smooth weighted round robin: 3:1 interleaves as nginx does and splits exac
 
 test('each server has its own address, origin and pinned TLS name', async () => {
   const p = pool('[ { url: "https://registry.internal:5000" }, { url: "https://[::1]:5001/" } ]')
-  assert.deepEqual(p.servers.map((s) => [s.url, s.address, s.servername]), [
-    ['https://registry.internal:5000', 'registry.internal:5000', 'registry.internal'],
-    ['https://[::1]:5001', '[::1]:5001', '[::1]']
+  assert.deepEqual(p.servers.map((s) => [s.url, s.address, s.hostname, tlsName(s.hostname)]), [
+    ['https://registry.internal:5000', 'registry.internal:5000', 'registry.internal', 'registry.internal'],
+    ['https://[::1]:5001', '[::1]:5001', '::1', undefined]
   ])
   await p.close()
 })
@@ -43,34 +44,60 @@ test('an upstream that accepts TCP but never completes TLS gives 504 after upstr
   assert.ok(Date.now() - started < 3000)
 })
 
+const down = (s: Upstream) => s.recordProbe({ ok: false, at: Date.now(), ms: 1 }, 1, 1)
+
 test('backup servers get traffic only while every primary is unavailable', async () => {
   const p = pool('[ { url: "http://127.0.0.1:1" }, { url: "http://127.0.0.1:2" }, { url: "http://127.0.0.1:3", backup: true } ]')
   const [a, b, c] = p.servers
-  const picks = () => new Set(Array.from({ length: 6 }, () => p.pick()?.address))
+  const t0 = Date.now()
+  const picks = (now = t0) => new Set(Array.from({ length: 6 }, () => p.pick(null, now)?.address))
   assert.deepEqual(picks(), new Set([a.address, b.address]))
-  a.state = 'down'
+  down(a)
   assert.deepEqual(picks(), new Set([b.address]))
-  b.downUntil = Date.now() + 60_000
+  p.passiveFailure(b, t0) // maxFails 1, failTimeout 10s
   assert.deepEqual(picks(), new Set([c.address]))
-  c.state = 'down'
-  assert.equal(p.pick(), null)
-  assert.equal(p.anyAvailable(), false)
-  b.downUntil = 0
-  assert.equal(p.pick()?.address, b.address)
-  assert.equal(p.pick(new Set([b])), null, 'skips servers already tried')
+  down(c)
+  assert.equal(p.anyAvailable(t0), false)
+  assert.equal(p.pick(null, t0)?.address, b.address, 'all out for failures alone: tried anyway')
+  assert.equal(p.pick(new Set([b]), t0), null, 'skips servers already tried')
+  assert.equal(p.pick(null, t0 + 10_000)?.address, b.address, 'back after failTimeout')
+  assert.equal(p.anyAvailable(t0 + 10_000), true)
+  down(b)
+  assert.equal(p.pick(null, t0 + 10_000), null, 'every server down by the probes: none')
   await p.close()
+})
+
+test('one server alone is never taken out for failures (nginx ignores max_fails there); a larger pool tries its failed servers rather than refuse', async () => {
+  const one = pool('[ { url: "http://127.0.0.1:1", maxFails: 1, failTimeout: 10s } ]')
+  const t0 = Date.now()
+  for (let i = 0; i < 5; i++) one.passiveFailure(one.servers[0], t0)
+  assert.equal(one.pick(null, t0), one.servers[0])
+  assert.equal(one.anyAvailable(t0), true)
+  assert.equal(one.snapshot(t0)[0].available, true)
+  assert.equal(one.servers[0].failures, 5, 'still counted')
+  const two = pool('[ { url: "http://127.0.0.1:1" }, { url: "http://127.0.0.1:2" } ]')
+  const [a, b] = two.servers
+  two.passiveFailure(a, t0)
+  assert.deepEqual(new Set(Array.from({ length: 4 }, () => two.pick(null, t0))), new Set([b]), 'while one is up, the failed one rests')
+  two.passiveFailure(b, t0)
+  assert.deepEqual(new Set(Array.from({ length: 4 }, () => two.pick(null, t0))), new Set([a, b]), 'both failed: both tried')
+  assert.equal(two.hasCandidate(new Set([a]), t0), true)
+  assert.equal(two.hasCandidate(new Set([a, b]), t0), false)
+  await one.close()
+  await two.close()
 })
 
 test('least_conn picks the server with the fewest active requests per weight', async () => {
   const p = new UpstreamPool(parseConfig('upstream: { balance: least_conn, servers: [ { url: "http://127.0.0.1:1", weight: 2 }, { url: "http://127.0.0.1:2" } ] }', '/x.yaml'))
   const [a, b] = p.servers
-  a.active = 3
-  b.active = 1
+  // Requests to closed ports: each is active from its dispatch until the refusal arrives, a tick later.
+  const busy = (s: Upstream, n: number) => { for (let i = 0; i < n; i++) s.dispatch({ path: '/', method: 'GET', headers: [] }, { onResponseError () {} }) }
+  busy(a, 3)
+  busy(b, 1)
   assert.equal(p.pick(), b) // 1/1 < 3/2
-  b.active = 2
+  busy(b, 1)
   assert.equal(p.pick(), a) // 3/2 < 2/1
-  a.active = 0
-  b.active = 0
+  await waitFor(() => a.active === 0 && b.active === 0, 5000, 'the requests refused')
   const n = new Map<string, number>()
   for (let i = 0; i < 300; i++) { const s = p.pick() as typeof a; n.set(s.address, (n.get(s.address) ?? 0) + 1) }
   assert.deepEqual([...n.values()], [200, 100], 'idle servers share by weight')
@@ -82,26 +109,26 @@ test('passive failures: maxFails within failTimeout take a server out for failTi
   const [a, b] = p.servers
   const t0 = 1_000_000
   p.passiveFailure(a, t0)
-  assert.equal(UpstreamPool.available(a, t0), true)
+  assert.equal(a.available(t0), true)
   p.passiveFailure(a, t0 + 11_000) // the first one is outside the window
-  assert.equal(UpstreamPool.available(a, t0 + 11_000), true)
+  assert.equal(a.available(t0 + 11_000), true)
   p.passiveFailure(a, t0 + 12_000)
-  assert.equal(UpstreamPool.available(a, t0 + 12_000), false)
-  assert.equal(UpstreamPool.available(a, t0 + 21_999), false)
-  assert.equal(UpstreamPool.available(a, t0 + 22_000), true)
+  assert.equal(a.available(t0 + 12_000), false)
+  assert.equal(a.available(t0 + 21_999), false)
+  assert.equal(a.available(t0 + 22_000), true)
   for (let i = 0; i < 100; i++) p.passiveFailure(b, t0)
-  assert.equal(UpstreamPool.available(b, t0), true)
+  assert.equal(b.available(t0), true)
   assert.equal(b.failures, 100)
   await p.close()
 })
 
 test('the probe state machine: fall failures mark down, rise successes mark up, from either initial state', async () => {
-  const { recordProbe } = await import('../../plugins/health-probe.js')
-  const s = { state: 'up' as 'up' | 'down', successes: 0, failuresInARow: 0 }
+  const { nextProbeState: recordProbe } = await import('../../src/upstream/upstream.js')
+  const s = { state: 'up' as 'up' | 'down', successesInARow: 0, failuresInARow: 0 }
   assert.deepEqual([false, false].map((ok) => recordProbe(s, ok, 2, 3)), [null, null])
   assert.equal(recordProbe(s, true, 2, 3), null, 'a success resets the failures')
   assert.deepEqual([false, false, false].map((ok) => recordProbe(s, ok, 2, 3)), [null, null, 'down'])
   assert.deepEqual([true, false, true, true].map((ok) => recordProbe(s, ok, 2, 3)), [null, null, null, 'up'])
-  const d = { state: 'down' as 'up' | 'down', successes: 0, failuresInARow: 0 }
+  const d = { state: 'down' as 'up' | 'down', successesInARow: 0, failuresInARow: 0 }
   assert.deepEqual([true, true].map((ok) => recordProbe(d, ok, 2, 3)), [null, 'up'], 'initialState down (Tengine default_down)')
 })

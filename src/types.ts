@@ -1,0 +1,87 @@
+// berth's public types and every Fastify decoration, in one leaf module: the contract between the
+// built-in plugins, and the one a user's plugin gets (src/index.ts re-exports it). Nothing here runs.
+import type { BerthConfig } from './config/schema.js'
+import type { UpstreamPool } from './upstream/pool.js'
+import type { BlobCache } from './cache/store.js'
+import type { UserStore } from './auth/users.js'
+import type { Throttle } from './auth/throttle.js'
+import type { TrustedProxies } from './net.js'
+
+/** What a registry request asks for, parsed once from the request path. */
+export interface RegistryAction {
+  /** `base` is GET /v2/, `other` anything outside the registry API. */
+  kind: 'base' | 'catalog' | 'manifest' | 'blob' | 'upload' | 'tags' | 'referrers' | 'other'
+  /** Repository name, e.g. `team-a/app`; null for base, catalog and other. */
+  repository: string | null
+  /** Tag, digest or upload id after the kind segment; null when absent. */
+  reference: string | null
+}
+
+/** The authenticated user (set by the auth plugin); null when anonymous. */
+export interface BerthUser {
+  name: string
+}
+
+/** A part of berth that follows reloads: it prepares the new state, then commits it (src/reload.ts). */
+export interface Prepared {
+  /** Swaps the prepared state in; must not fail. */
+  commit (): void
+  /** Drops what prepare built (the reload was refused elsewhere). */
+  abort? (): void
+}
+
+export interface Reloadable {
+  name: string
+  /** Names of parts whose commit must come first (the probes follow the pool they probe). */
+  after?: string[]
+  prepare (next: BerthConfig): Promise<Prepared>
+}
+
+export interface AuthStats { successes: number, failures: number, throttled: number }
+
+/** The htpasswd users and the throttle (read-only for plugins; status and metrics read them). */
+export interface AuthState { users: UserStore, throttle: Throttle, challenge: string, stats: AuthStats }
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The configuration berth runs with (read-only for plugins; a reload swaps it whole). */
+    berthConfig: BerthConfig
+    /** The upstream pool in force. */
+    upstreams: UpstreamPool
+    /** Registers a part that follows reloads. */
+    onReload (part: Reloadable): void
+    /** Applies a validated configuration (SIGHUP); resolves with what needs a restart, rejects when refused. */
+    reload (next: BerthConfig): Promise<string[]>
+    /** Reload outcomes so far. */
+    reloads: { ok: number, failed: number }
+    /** A registry-shaped error to throw from a hook: `throw fastify.registryError(429, 'TOOMANYREQUESTS', '…')`. */
+    registryError (statusCode: number, registryCode: string, message: string, detail?: unknown): Error
+    /** Requests refused by load shedding so far. */
+    pressureStats: { shed: number }
+    /** Users, throttle and counters; only with an `auth` section. */
+    authState: AuthState
+    /** The admin listener's own Fastify instance (null when `admin` is not configured). */
+    adminServer: FastifyInstance | null
+    /** The blob cache; null when `cache` is not configured. */
+    blobCache: BlobCache | null
+    /** The load balancers whose forwarding headers are believed (`trustedProxies`). */
+    trustedProxies: TrustedProxies
+  }
+  interface FastifyRequest {
+    /** The registry action of the path (plugins/request-target.ts). */
+    registryAction: RegistryAction | null
+    /** GET /v2/_catalog: the names the requester may see (set by the access rules); null = all. */
+    catalogFilter: ((repository: string) => boolean) | null
+    user: BerthUser | null
+    /** The client's address: the peer, or what a trusted proxy forwarded. */
+    clientAddress: string
+    /** Whether the peer is a trusted proxy (its forwarding headers pass on). */
+    viaTrustedProxy: boolean
+    /** `host:port` of the upstream that served the request ('' if none, `cache` for a copy). */
+    upstreamAddress: string
+    /** Response body bytes written to the client (the access log's $body_bytes_sent). */
+    bodyBytesSent: number
+    /** Chunked request body bytes read so far (Content-Length bodies: see the header). */
+    bodyBytesReceived: number
+  }
+}
