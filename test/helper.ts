@@ -114,7 +114,10 @@ export async function startBerth (t: { after: (fn: () => Promise<void> | void) =
       try { return readFileSync(join(dir, 'access.log'), 'utf8') } catch { return '' }
     },
     async close () {
+      // A test that failed may leave a response hanging: after a grace, close whatever is still open.
+      const grace = setTimeout(() => app.server.closeAllConnections(), 3000)
       await app.close()
+      clearTimeout(grace)
       await logs.settle()
     }
   }

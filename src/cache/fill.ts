@@ -3,7 +3,7 @@
 // read the file as it grows (src/cache/follow.ts). A fill that cannot write detaches from its download
 // at once: the download goes on from the upstream, uncached.
 import { EventEmitter } from 'node:events'
-import { createWriteStream, type WriteStream } from 'node:fs'
+import type { WriteStream } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 
 /** What a fill needs of its cache (src/cache/store.ts). */
@@ -28,14 +28,15 @@ export class Fill extends EventEmitter {
   /** Bytes the OS has taken: what followers may read. */
   #written = 0
 
-  constructor (cache: FillOwner, digest: string, expected: number, tmp: string) {
+  /** `file` writes `tmp` (created exclusively). */
+  constructor (cache: FillOwner, digest: string, expected: number, tmp: string, file: WriteStream) {
     super()
     this.setMaxListeners(0)
     this.#cache = cache
     this.digest = digest
     this.expected = expected
     this.tmp = tmp
-    this.#file = createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 })
+    this.#file = file
     this.#file.on('error', (err: NodeJS.ErrnoException) => {
       // A full disk, permissions, I/O, the directory gone: it costs the copy, never the download.
       if (this.#state !== 'filling') return

@@ -1,6 +1,7 @@
 // The blob cache's store: one verified copy per digest on disk, least recently used out first, with
 // room reserved for the fills in flight so that `maxSize` bounds the disk, and the per-repository
 // confirmations that decide which repository a copy may be served for. Only this class changes them.
+import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdir, open, readdir, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
@@ -32,6 +33,9 @@ export class BlobCache {
   /** `${repository}@${digest}` -> until when the upstream's word is trusted; least recently used first. */
   readonly #confirmed = new Map<string, number>()
   #tmpCount = 0
+  /** Opens a fill's temporary file for writing. Replaceable, to test how write errors are handled where a
+   * small file system cannot be mounted. */
+  openFile: (path: string) => WriteStream = (path) => createWriteStream(path, { flags: 'wx', highWaterMark: 1 << 20 })
   /** The write error last logged ("ENOSPC"), so that one condition is logged once, not per fill. */
   #failing: string | null = null
 
@@ -135,7 +139,8 @@ export class BlobCache {
     if (size > this.maxSize - this.#reserved) { this.stats.skipped++; return null }
     this.#reserved += size
     void this.#evict()
-    const fill = new Fill(this, digest, size, join(this.dir, 'tmp', `${digest.replace(':', '-')}.${process.pid}.${this.#tmpCount++}`))
+    const tmp = join(this.dir, 'tmp', `${digest.replace(':', '-')}.${process.pid}.${this.#tmpCount++}`)
+    const fill = new Fill(this, digest, size, tmp, this.openFile(tmp))
     this.#filling.set(digest, fill)
     return fill
   }

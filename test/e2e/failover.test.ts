@@ -122,3 +122,45 @@ test('no pull fails when a registry dies mid-download', { timeout: 180_000 }, as
   assert.match(log, /resuming with a Range request/, 'a download was mid-body on the killed server and was resumed')
   assert.match(log, /download resumed from another server and verified/)
 })
+
+test('one registry, restarted under load: berth serves again the moment it is back (one failure does not refuse it for failTimeout)', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t)
+  const storage = join(dir, 'storage')
+  const port = await freePort()
+  let registry = await startRegistry(t, join(dir, 'r'), { storage, port })
+  // The defaults: maxFails 1, failTimeout 10s, no probes.
+  const berth = await startBerthProcess(t, dir, [registry.url])
+  const ca = readFileSync((await testCerts()).caCert)
+  const status = (p: number) => new Promise<number>((resolve) => {
+    https.get({ host: '127.0.0.1', port: p, path: '/v2/', ca, servername: 'localhost', agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+      .on('error', () => resolve(0))
+  })
+  assert.equal(await status(berth.port), 200)
+  let backAt = 0
+  const failedAfterBack: string[] = []
+  let running = true
+  let served = 0
+  const client = async () => {
+    while (running) {
+      const startedAt = Date.now()
+      const s = await status(berth.port)
+      if (s === 200) served++
+      else if (backAt > 0 && startedAt > backAt) failedAfterBack.push(`${s} at +${startedAt - backAt} ms`)
+      await sleep(5)
+    }
+  }
+  const clients = Array.from({ length: 4 }, () => client())
+  await sleep(300)
+  registry.child.kill('SIGKILL')
+  await once(registry.child, 'exit')
+  await sleep(500) // requests fail meanwhile: each counts against the only server
+  registry = await startRegistry(t, join(dir, 'r'), { storage, port }) // returns once it answers directly
+  backAt = Date.now()
+  const before = served
+  await sleep(1500)
+  running = false
+  await Promise.all(clients)
+  t.diagnostic(`${served - before} requests served in the 1.5 s after the registry was back`)
+  assert.deepEqual(failedAfterBack, [], 'no request started after the registry was back failed')
+  assert.ok(served - before > 10)
+})
