@@ -50,8 +50,11 @@ export default fp(async function metrics (fastify) {
   }
   const cache = fastify.blobCache
   if (cache !== null) {
-    new Counter({ name: 'berth_cache_requests_total', help: 'Blob requests the cache could answer, by result (a hit is served from disk).', labelNames: ['result'], registers: [registry], collect () { this.reset(); this.inc({ result: 'hit' }, cache.stats.hits); this.inc({ result: 'miss' }, cache.stats.misses) } })
+    new Counter({ name: 'berth_cache_requests_total', help: 'Blob requests the cache could answer, by result (hit: a copy on disk; follow: read from a fill another download grows; miss: fetched).', labelNames: ['result'], registers: [registry], collect () { this.reset(); this.inc({ result: 'hit' }, cache.stats.hits); this.inc({ result: 'follow' }, cache.stats.followers); this.inc({ result: 'miss' }, cache.stats.misses) } })
     new Counter({ name: 'berth_cache_fills_total', help: 'Blob copies kept, by outcome (rejected: wrong digest or cut short).', labelNames: ['outcome'], registers: [registry], collect () { this.reset(); this.inc({ outcome: 'kept' }, cache.stats.fills); this.inc({ outcome: 'rejected' }, cache.stats.rejected) } })
+    new Counter({ name: 'berth_cache_skipped_total', help: 'Downloads not cached because their blob did not fit next to the fills in flight.', registers: [registry], collect () { this.reset(); this.inc(cache.stats.skipped) } })
+    new Counter({ name: 'berth_cache_write_errors_total', help: 'Fills dropped because the cache directory could not be written.', registers: [registry], collect () { this.reset(); this.inc(cache.stats.writeErrors) } })
+    new Gauge({ name: 'berth_cache_reserved_bytes', help: 'Bytes reserved by fills in flight.', registers: [registry], collect () { this.set(cache.reserved) } })
     new Counter({ name: 'berth_cache_evictions_total', help: 'Blob copies removed to stay within maxSize.', registers: [registry], collect () { this.reset(); this.inc(cache.stats.evictions) } })
     new Gauge({ name: 'berth_cache_bytes', help: 'Bytes of cached blobs.', registers: [registry], collect () { this.set(cache.size) } })
     new Gauge({ name: 'berth_cache_blobs', help: 'Cached blobs.', registers: [registry], collect () { this.set(cache.count) } })
