@@ -7,7 +7,7 @@
 // explained yet, so the default stays what every earlier measurement used.
 //
 // BERTH_WORKERS=N runs N node:cluster workers sharing the listening socket, as nginx's
-// `worker_processes auto` shares its port: the `workers` experiment of issue 6. Not a berth setting:
+// `worker_processes auto` shares its port: the `workers` experiment. Not a berth setting:
 // measured on 2 cores it gained nothing where berth is behind (docs/measurements.md, "What was tried"), and every
 // worker would hold its own credential cache, throttle counters, probes and metrics.
 import cluster from 'node:cluster'

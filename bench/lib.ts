@@ -1,4 +1,4 @@
-// What the benchmark needs besides the test fixtures: the seed's nginx, process CPU and memory readings
+// What the benchmark needs besides the test fixtures: nginx as operators set it up in front of a registry, process CPU and memory readings
 // from /proc, curl and autocannon runs, and medians.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
@@ -129,7 +129,7 @@ export async function load (opts: { port: number, path: string, method?: 'GET' |
 export interface Nginx { port: number, pid: number, version: string }
 
 /**
- * nginx (Debian's nginx-light) configured as the seed's final server {} block: the Tengine-only `check`
+ * nginx (Debian's nginx-light) configured as the usual nginx-in-front-of-a-registry server {} block (docs/nginx.md): the Tengine-only `check`
  * line left out, `proxy_request_buffering off` and `proxy_http_version 1.1` added so that it streams,
  * `worker_processes auto` as Debian's nginx.conf ships it.
  */

@@ -50,7 +50,7 @@ export function formatCombined (e: AccessEntry): string {
     `rt=${e.requestTime.toFixed(3)} upstream=${e.upstream === '' ? '-' : e.upstream}${e.completed ? '' : ' aborted'}\n`
 }
 
-export function formatJson (e: AccessEntry): string {
+function formatJson (e: AccessEntry): string {
   return JSON.stringify({ ...e, time: e.time.toISOString() }) + '\n'
 }
 
@@ -88,4 +88,4 @@ export default fp<{ logs: Logs }>(async function accessLog (fastify, opts) {
     })
     done()
   })
-}, { name: 'berth-access-log', fastify: '5.x', dependencies: ['berth-client-address'] })
+}, { name: 'berth-access-log', fastify: '5.x', dependencies: ['berth-client-address'], decorators: { request: ['clientAddress', 'user', 'upstreamAddress', 'bodyBytesSent'] } })

@@ -7,7 +7,7 @@ import type { UpstreamSnapshot } from '../src/upstream/pool.js'
 
 const escapeHtml = (v: unknown) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
-export function statusPage (rows: UpstreamSnapshot[], now = new Date()): string {
+function statusPage (rows: UpstreamSnapshot[], now = new Date()): string {
   const cells = (r: UpstreamSnapshot) => [
     r.url, r.state, r.available ? 'yes' : 'no', r.weight, r.backup ? 'backup' : '', r.successesInARow, r.failuresInARow,
     r.lastProbe === null ? '-' : `${r.lastProbe.ok ? 'ok' : `failed: ${r.lastProbe.error ?? ''}`} (${r.lastProbe.ms} ms, ${r.lastProbe.at})`,
@@ -38,6 +38,10 @@ export default fp(async function admin (fastify) {
     return { status: ready ? 'ready' : 'no upstream available' }
   })
   server.get('/upstreams', async () => ({ upstreams: pool().snapshot() }))
+  server.get('/metrics', async (_request, reply) => {
+    reply.type(fastify.metrics.contentType)
+    return await fastify.metrics.metrics()
+  })
   server.get('/status', async (_request, reply) => {
     reply.type('text/html; charset=utf-8')
     return statusPage(pool().snapshot())
@@ -46,4 +50,4 @@ export default fp(async function admin (fastify) {
     await server.listen({ host: cfg.host, port: cfg.port, listenTextResolver: (address) => `admin listener at ${address}` })
   })
   fastify.addHook('onClose', async () => { await server.close() })
-}, { name: 'berth-admin', fastify: '5.x', dependencies: ['berth-upstream-pool'] })
+}, { name: 'berth-admin', fastify: '5.x', dependencies: ['berth-metrics'], decorators: { fastify: ['berthConfig', 'upstreams', 'metrics'] } })

@@ -9,6 +9,7 @@ import fp from 'fastify-plugin'
 import basicAuth from '@fastify/basic-auth'
 import type { FastifyReply } from 'fastify'
 import { UserStore } from '../src/auth/users.js'
+import { registerAuthMetrics } from '../src/auth/metrics.js'
 import { Throttle } from '../src/auth/throttle.js'
 import type { AuthStats } from '../src/types.js'
 import { TooManyFailuresError, UnauthorizedError, type RegistryErrorShape } from '../src/errors.js'
@@ -28,6 +29,7 @@ export default fp(async function auth (fastify) {
   let challengeValue = `Basic realm="${cfg.realm}"`
   const stats: AuthStats = { successes: 0, failures: 0, throttled: 0 }
   fastify.decorate('authState', { getter: () => ({ users, throttle, challenge: challengeValue, stats }) })
+  registerAuthMetrics(fastify.metrics, () => fastify.authState)
   fastify.addHook('onClose', async () => { users.close() })
   // Reload: a new user store (the file may have moved), new throttle limits (counters kept), new realm.
   fastify.onReload({
@@ -77,4 +79,9 @@ export default fp(async function auth (fastify) {
       done((err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? (reply.header('www-authenticate', challengeValue), err) : challenge(reply, challengeValue))
     })
   })
-}, { name: 'berth-auth', fastify: '5.x', dependencies: ['berth-request-target', 'berth-client-address'] })
+}, {
+  name: 'berth-auth',
+  fastify: '5.x',
+  dependencies: ['berth-request-target', 'berth-client-address', 'berth-metrics'],
+  decorators: { fastify: ['berthConfig', 'onReload', 'metrics'], request: ['clientAddress', 'user'] }
+})

@@ -7,12 +7,11 @@ import { BodyTooLargeError } from '../src/errors.js'
 import { formatSize } from '../src/config/units.js'
 
 export default fp(async function bodyLimit (fastify) {
-  fastify.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+  fastify.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
     const limit = fastify.berthConfig.limits.maxBodySize
     const cl = request.headers['content-length']
     if (limit > 0 && cl !== undefined && Number(cl) > limit) {
-      // The body is not read: close the connection rather than let Node drain hundreds of megabytes.
-      reply.header('connection', 'close')
+      // The body is not read: the answer closes the connection (src/errors.ts).
       done(new BodyTooLargeError(formatSize(limit)))
       return
     }

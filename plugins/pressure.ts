@@ -3,6 +3,7 @@
 // answering. berth supplies the handler because the package's own answer is not registry-shaped.
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
+import { Counter } from 'prom-client'
 import { OverloadedError } from '../src/errors.js'
 
 export default fp(async function pressure (fastify) {
@@ -10,6 +11,7 @@ export default fp(async function pressure (fastify) {
   const retryAfter = Math.max(1, Math.ceil(cfg.retryAfter / 1000))
   let shed = 0
   fastify.decorate('pressureStats', { getter: () => ({ shed }) })
+  new Counter({ name: 'berth_shed_requests_total', help: 'Requests refused by load shedding.', registers: [fastify.metrics], collect () { this.reset(); this.inc(shed) } })
   if (cfg.maxEventLoopDelay === 0 && cfg.maxHeapUsed === 0 && cfg.maxRss === 0) return
   await fastify.register(underPressure, {
     maxEventLoopDelay: cfg.maxEventLoopDelay,
@@ -23,4 +25,4 @@ export default fp(async function pressure (fastify) {
       throw new OverloadedError()
     }
   })
-}, { name: 'berth-pressure', fastify: '5.x' })
+}, { name: 'berth-pressure', fastify: '5.x', dependencies: ['berth-metrics'], decorators: { fastify: ['berthConfig', 'metrics'] } })

@@ -1,6 +1,6 @@
 // Per-connection TLS policy on the listener Fastify created from serverTlsOptions(): no client-initiated
 // renegotiation (a CPU-exhaustion vector, and never needed by docker), handshake failures at debug level
-// (the seed's "bad certificate" alert is what an untrusted CA looks like from the server).
+// (a "bad certificate" alert is what an untrusted CA looks like from the server).
 import fp from 'fastify-plugin'
 import type { TLSSocket } from 'node:tls'
 import type { Server } from 'node:https'
@@ -24,4 +24,4 @@ export default fp(async function tlsListener (fastify) {
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     fastify.log.debug({ err: { message: err.message, code: err.code }, client: socket.remoteAddress }, 'TLS handshake failed')
   })
-}, { name: 'berth-tls-listener', fastify: '5.x' })
+}, { name: 'berth-tls-listener', fastify: '5.x', decorators: { fastify: ['berthConfig', 'onReload'] } })

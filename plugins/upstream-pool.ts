@@ -2,10 +2,12 @@
 // connections no longer used close once their requests are done.
 import fp from 'fastify-plugin'
 import { UpstreamPool } from '../src/upstream/pool.js'
+import { registerPoolMetrics } from '../src/upstream/metrics.js'
 
 export default fp(async function upstreamPool (fastify) {
   let pool = new UpstreamPool(fastify.berthConfig)
   fastify.decorate('upstreams', { getter: () => pool })
+  registerPoolMetrics(fastify.metrics, () => pool)
   fastify.addHook('onClose', async () => { await pool.close() })
   fastify.onReload({
     name: 'upstreams',
@@ -23,4 +25,4 @@ export default fp(async function upstreamPool (fastify) {
       }
     }
   })
-}, { name: 'berth-upstream-pool', fastify: '5.x', decorators: { fastify: ['berthConfig', 'onReload'] } })
+}, { name: 'berth-upstream-pool', fastify: '5.x', dependencies: ['berth-metrics'], decorators: { fastify: ['berthConfig', 'onReload', 'metrics'] } })

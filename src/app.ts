@@ -7,7 +7,7 @@ import { serverHttpOptions, serverTlsOptions } from './tls.js'
 import { applyReload } from './reload.js'
 import type { Reloadable } from './types.js'
 import requestState from '../plugins/request-state.js'
-import { API_VERSION, API_VERSION_HEADER, answerClientError, BadRequestError, NotFoundError, ShuttingDownError, registryError, registryErrorBody, type RegistryErrorShape } from './errors.js'
+import { answerClientError, BadRequestError, NotFoundError, ShuttingDownError, registryError, replyError, type RegistryErrorShape } from './errors.js'
 import tlsListener from '../plugins/tls-listener.js'
 import requestTarget from '../plugins/request-target.js'
 import clientAddress from '../plugins/client-address.js'
@@ -28,23 +28,6 @@ export interface AppOptions {
   logs: Logs
 }
 
-function sendError (err: RegistryErrorShape, reply: import('fastify').FastifyReply): void {
-  const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
-  // A refused upload's body was never read: close rather than let Node drain hundreds of megabytes.
-  const req = reply.request.raw
-  if (!req.complete && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')) {
-    reply.header('connection', 'close')
-  }
-  // Fastify's own 4xx errors (bad content type, bad URL) keep their status and say what was wrong.
-  if (err.registryCode === undefined && status < 500) err.registryCode = 'UNSUPPORTED'
-  const body = registryErrorBody(err)
-  reply.request.bodyBytesSent = reply.request.raw.method === 'HEAD' ? 0 : Buffer.byteLength(body)
-  reply.code(status)
-    .header(API_VERSION_HEADER, API_VERSION)
-    .type('application/json; charset=utf-8')
-    .send(body)
-}
-
 export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<FastifyInstance> {
   const https = serverTlsOptions(config)
   const app = Fastify({
@@ -61,7 +44,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     forceCloseConnections: 'idle',
     clientErrorHandler: answerClientError,
     frameworkErrors (err, _request, reply) {
-      sendError(new BadRequestError(err.message), reply)
+      replyError(reply, new BadRequestError(err.message))
     }
   }) as unknown as FastifyInstance
 
@@ -90,9 +73,9 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   })
   app.setErrorHandler((err: FastifyError & RegistryErrorShape, request, reply) => {
     if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'request failed')
-    sendError(err, reply)
+    replyError(reply, err)
   })
-  app.setNotFoundHandler((_request, reply) => { sendError(new NotFoundError(), reply) })
+  app.setNotFoundHandler((_request, reply) => { replyError(reply, new NotFoundError()) })
 
   let closing = false
   app.addHook('preClose', (done) => { closing = true; done() })
@@ -103,17 +86,17 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   })
 
   await app.register(requestState)
+  // The metrics registry first: every owner of state adds its collectors to it.
+  await app.register(metrics)
   await app.register(tlsListener)
-  // The pool, its probes and the admin listener first: metrics and the status page read them.
   await app.register(upstreamPool)
   await app.register(blobCache)
   await app.register(healthProbe)
   await app.register(admin)
-  // Then the request path, in the order a request meets it. Logging and metrics first, so that refused
-  // requests are logged and counted too; they need the client's address.
+  // Then the request path, in the order a request meets it. Logging first, so that refused requests are
+  // logged too; it needs the client's address.
   await app.register(clientAddress)
   await app.register(accessLog, { logs: opts.logs })
-  await app.register(metrics)
   await app.register(pressure)
   await app.register(requestTarget)
   await app.register(bodyLimit)

@@ -1,5 +1,5 @@
 // `berth certs`: a private CA and a server certificate for the names docker hosts will use, plus the
-// exact steps to trust that CA. This replaces the seed's hunt for "x509: certificate signed by unknown
+// exact steps to trust that CA. This replaces the usual hunt for "x509: certificate signed by unknown
 // authority": the CA certificate is the one file each docker host needs.
 import 'reflect-metadata' // @peculiar/x509 uses tsyringe, which needs it loaded first
 import * as x509 from '@peculiar/x509'
@@ -16,7 +16,7 @@ const DAY = 86_400_000
 
 export interface CertFiles { caCert: string, caKey: string, cert: string, key: string }
 
-export function certFiles (dir: string): CertFiles {
+function certFiles (dir: string): CertFiles {
   return { caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') }
 }
 

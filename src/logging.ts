@@ -10,21 +10,21 @@ function destination (path: string, fd: 1 | 2, minLength = 0): Destination {
 }
 
 /**
- * The access log gathers lines up to this many bytes (or ACCESS_FLUSH ms) per write: one write per line
- * cost berth ~70 us of main-thread time per request under load, the largest single item in a profile of
- * small requests (nginx's `access_log … buffer=4k flush=1s`, here always on).
+ * The access log gathers lines up to this many bytes (or ACCESS_FLUSH ms) per write, as nginx's
+ * `access_log … buffer=4k flush=1s` (here always on): one write per line was the largest single item in a
+ * profile of small requests (docs/measurements.md).
  */
 const ACCESS_BUFFER = 4096
 const ACCESS_FLUSH = 1000
 
 /**
  * Gathers access log lines and hands them to SonicBoom ACCESS_BUFFER bytes at a time. SonicBoom's own
- * `minLength` buffer alone measured the UTF-8 length of its whole pending string on every write (flattening
- * it first), so each line paid a scan of up to 4-16 KiB, ~2 us per request in a profile. Here a line costs
- * an array push (the length counted is in UTF-16 units, close enough for a threshold). SonicBoom keeps its
- * `minLength` for what flush() hands over short of it, so that flushSync() writes everything there is.
+ * `minLength` buffer measures the UTF-8 length of its whole pending string on every write (flattening it
+ * first); here a line costs an array push (the length counted is in UTF-16 units, close enough for a
+ * threshold). SonicBoom keeps its `minLength` for what flush() hands over short of it, so that
+ * flushSync() writes everything there is.
  */
-export class LineBuffer {
+class LineBuffer {
   #lines: string[] = []
   #size = 0
   readonly dest: Destination

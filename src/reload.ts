@@ -9,7 +9,7 @@ import type { Prepared, Reloadable } from './types.js'
 export type { Prepared, Reloadable }
 
 /** Changes a running berth cannot apply: the new configuration keeps the running values for these. */
-export function restartOnly (current: BerthConfig, next: BerthConfig): { notes: string[], refused: string[] } {
+function restartOnly (current: BerthConfig, next: BerthConfig): { notes: string[], refused: string[] } {
   const notes: string[] = []
   const refused: string[] = []
   const differ = (a: unknown, b: unknown) => !isDeepStrictEqual(a, b)
@@ -27,13 +27,13 @@ export function restartOnly (current: BerthConfig, next: BerthConfig): { notes: 
 }
 
 /** The configuration that will really run: `next`, with the running values where a restart is needed. */
-export function effective (current: BerthConfig, next: BerthConfig): BerthConfig {
+function effective (current: BerthConfig, next: BerthConfig): BerthConfig {
   const merged = { ...next, listen: current.listen, admin: current.admin, pressure: current.pressure, plugins: current.plugins, cache: current.cache, log: { ...next.log, access: current.log.access, error: current.log.error, format: current.log.format } }
   Object.defineProperty(merged, 'file', { value: next.file, enumerable: false })
   return merged as BerthConfig
 }
 
-export class ReloadRefusedError extends Error {
+class ReloadRefusedError extends Error {
   code = 'BERTH_ERR_RELOAD_REFUSED'
   problems: string[]
   constructor (problems: string[]) {

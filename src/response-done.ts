@@ -1,3 +1,4 @@
+// When a response is done, once, for the access log and the metrics.
 import type { ServerResponse } from 'node:http'
 
 /**

@@ -6,6 +6,7 @@ import type { BlobCache } from './cache/store.js'
 import type { UserStore } from './auth/users.js'
 import type { Throttle } from './auth/throttle.js'
 import type { TrustedProxies } from './net.js'
+import type { Registry } from 'prom-client'
 
 /** What a registry request asks for, parsed once from the request path. */
 export interface RegistryAction {
@@ -66,6 +67,8 @@ declare module 'fastify' {
     blobCache: BlobCache | null
     /** The load balancers whose forwarding headers are believed (`trustedProxies`). */
     trustedProxies: TrustedProxies
+    /** berth's Prometheus registry (served at the admin listener's /metrics): add collectors to it. */
+    metrics: Registry
   }
   interface FastifyRequest {
     /** The registry action of the path (plugins/request-target.ts). */

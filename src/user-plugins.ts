@@ -23,7 +23,7 @@ async function typescriptLoader (): Promise<void> {
   process.env.BERTH_TSX = '1'
 }
 
-export async function loadPlugin (path: string): Promise<AnyPlugin> {
+async function loadPlugin (path: string): Promise<AnyPlugin> {
   let mod: { default?: unknown }
   try {
     if (/\.[cm]?ts$/.test(path)) await typescriptLoader()

@@ -6,12 +6,24 @@ import https from 'node:https'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { makeCerts, type CertFiles } from '../src/certs.js'
 import { parseConfig } from '../src/config/load.js'
+import type { BerthConfigInput } from '../src/config/schema.js'
+import { stringify as stringifyYaml } from 'yaml'
 import { createLogs } from '../src/logging.js'
 import { buildApp } from '../src/app.js'
+
+/** HTTP Basic credentials; a user's password is `<user>-pw` unless given. */
+export const basic = (user: string, password = `${user}-pw`): string => `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`
+
+/** An htpasswd file made by Apache's own htpasswd (`flags`: -B -C 4 bcrypt, -m apr1 …), each user's password `<user>-pw`. */
+export function htpasswdFile (t: { after: (fn: () => void) => void }, users: string[], flags: string[] = ['-B', '-C', '4']): string {
+  const file = join(tempDir(t), 'htpasswd')
+  writeFileSync(file, users.map((u) => execFileSync('htpasswd', ['-nb', ...flags, u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
+  return file
+}
 
 export function tempDir (t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'berth-test-'))
@@ -80,27 +92,43 @@ export interface Berth {
   close (): Promise<void>
 }
 
-/** berth in-process on port 0 in front of `upstreams`; `extra` is YAML appended to the config. */
-export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: string[], extra = '', opts: { plain?: boolean, upstreamTls?: string, log?: string, upstream?: string } = {}): Promise<Berth> {
+/** A configuration as written, any part of it: what a test sets on top of startBerth's. */
+export type ConfigInput = DeepPartial<BerthConfigInput>
+/** An upstream server with its options. */
+export interface ServerInput { url: string, weight?: number, maxFails?: number, failTimeout?: string | number, backup?: boolean }
+type DeepPartial<T> = T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** `over` on top of `base`, section by section (lists are replaced whole). */
+export function merge<T extends Record<string, unknown>> (base: T, over: Record<string, unknown>): T {
+  const out: Record<string, unknown> = { ...base }
+  for (const [k, v] of Object.entries(over)) out[k] = isObject(v) && isObject(out[k]) ? merge(out[k] as Record<string, unknown>, v) : v
+  return out as T
+}
+
+/**
+ * berth in-process on port 0, TLS with the test certificate, in front of `upstreams` (URLs, or server
+ * entries with their options), its logs in its own directory at debug level; `config` on top of that.
+ * The config is written to berth.yaml there, so that a test can edit it and reload.
+ */
+export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: Array<string | ServerInput>, config: ConfigInput = {}, opts: { plain?: boolean } = {}): Promise<Berth> {
   const c = await testCerts()
   const dir = tempDir(t)
-  const yaml = [
-    'listen: { host: 127.0.0.1, port: 0 }',
-    opts.plain ? '' : `tls: { cert: ${c.cert}, key: ${c.key} }`,
-    'upstream:',
-    '  servers:',
-    // an entry is a URL, or a whole flow mapping for per-server options
-    ...upstreams.map((u) => u.startsWith('{') ? `    - ${u}` : `    - { url: "${u}" }`),
-    `  tls: ${opts.upstreamTls ?? `{ ca: ${c.caCert} }`}`,
-    ...(opts.upstream ? opts.upstream.split('\n').map((l) => `  ${l}`) : []),
-    `log: { access: access.log, error: error.log, level: debug${opts.log ? `, ${opts.log}` : ''} }`,
-    extra
-  ].join('\n')
+  const base: Record<string, unknown> = {
+    listen: { host: '127.0.0.1', port: 0 },
+    ...(opts.plain ? {} : { tls: { cert: c.cert, key: c.key } }),
+    upstream: { servers: upstreams.map((u) => typeof u === 'string' ? { url: u } : u), tls: { ca: c.caCert } },
+    log: { access: 'access.log', error: 'error.log', level: 'debug' }
+  }
+  const yaml = stringifyYaml(merge(base, config as Record<string, unknown>))
   const file = join(dir, 'berth.yaml')
   writeFileSync(file, yaml)
-  const config = parseConfig(yaml, file)
-  const logs = await createLogs(config)
-  const app = await buildApp(config, { logs })
+  const parsed = parseConfig(yaml, file)
+  const logs = await createLogs(parsed)
+  const app = await buildApp(parsed, { logs })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const port = (app.server.address() as AddressInfo).port
   const berth: Berth = {

@@ -1,10 +1,14 @@
-// Who may do what where: access rules over repository globs, plus what anonymous clients may do.
+// Who may do what where: access rules over repository globs, plus what anonymous clients may do, and the
+// verdict on one request: every repository it names, with the action each needs.
 import type { BerthConfig } from '../config/schema.js'
+import type { RegistryAction } from '../types.js'
+import { isRepositoryName, methodAction } from '../registry/path.js'
+import { mountSources } from '../registry/parameters.js'
 
 export type Action = 'pull' | 'push' | 'delete' | 'catalog'
 
 /** A catalog filter that lets every name through (no access rules): the listing is not filtered at all. */
-export const ALL_REPOSITORIES = (_repository: string): boolean => true
+const ALL_REPOSITORIES = (_repository: string): boolean => true
 type AuthConfig = NonNullable<BerthConfig['auth']>
 
 /** `*` within one path segment, `**` across segments, `?` one character; everything else literal. */
@@ -71,4 +75,36 @@ export class AccessPolicy {
 
   /** Whether anything at all is open to clients without credentials. */
   get hasAnonymous (): boolean { return this.#anonymous !== null }
+}
+
+export type Verdict =
+  /** `catalog`: for GET /v2/_catalog, the names the listing may show (null: all). */
+  | { allowed: true, catalog: ((repository: string) => boolean) | null }
+  /** not-api: 404, not forwarded; challenge: 401 (anonymous); denied: 403; name: 400 NAME_INVALID. */
+  | { allowed: false, why: 'not-api' | 'challenge' | 'denied' | 'name', action?: Action, repository?: string }
+
+const ALLOWED: Verdict = { allowed: true, catalog: null }
+
+/** The access rules on one request, for `user` (null = anonymous). */
+export function decide (policy: AccessPolicy, user: string | null, action: RegistryAction | null, method: string | undefined, url: string): Verdict {
+  const refuse = (a?: Action, repository?: string): Verdict => ({ allowed: false, why: user === null ? 'challenge' : 'denied', action: a, repository })
+  // Deny by default: a path that is not a registry API call berth understands is not forwarded, so no
+  // endpoint (today's or a future one) can act on a repository unchecked.
+  if (action === null || action.kind === 'other') return { allowed: false, why: 'not-api' }
+  // GET /v2/ is what `docker login` checks: open to every authenticated user, never anonymous.
+  if (action.kind === 'base') return user === null ? refuse() : ALLOWED
+  if (action.kind === 'catalog') {
+    const filter = policy.catalogFilter(user)
+    if (filter === null) return refuse('catalog')
+    return { allowed: true, catalog: filter === ALL_REPOSITORIES ? null : filter }
+  }
+  const repository = action.repository as string
+  const needed = methodAction(method)
+  if (!policy.allows(user, needed, repository)) return refuse(needed, repository)
+  // A cross-repository mount reads the blob from every `from` it names.
+  for (const from of action.kind === 'upload' ? mountSources(method, url) : []) {
+    if (!isRepositoryName(from)) return { allowed: false, why: 'name', repository: from }
+    if (!policy.allows(user, 'pull', from)) return refuse('pull', from)
+  }
+  return ALLOWED
 }

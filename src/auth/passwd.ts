@@ -14,7 +14,7 @@ export interface PasswdOptions {
   password?: string
 }
 
-export function checkUserName (user: string): string | null {
+function checkUserName (user: string): string | null {
   if (user === '') return 'the user name is empty'
   if (user.includes(':')) return 'the user name must not contain ":"'
   if (/[\x00-\x1f\x7f]/.test(user)) return 'the user name must not contain control characters'

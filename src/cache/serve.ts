@@ -103,7 +103,14 @@ export async function followFill (fill: Fill, request: FastifyRequest, res: Serv
   const state = (): FillState => fill.state
   if (state() !== 'filling') return false
   let fd: FileHandle
-  try { fd = await open(fill.tmp, 'r') } catch { return false }
+  try {
+    fd = await open(fill.tmp, 'r')
+  } catch {
+    // Renamed into place (or dropped) while this opened it: wait for the verdict, then the caller serves
+    // the copy, or fetches.
+    if (state() === 'filling') await once(fill, 'done')
+    return false
+  }
   if (state() === 'dropped') { await fd.close(); return false }
   const total = fill.expected
   const verifier = new DigestVerifier(fill.digest, total)

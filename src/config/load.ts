@@ -1,3 +1,5 @@
+// Loading a config file: YAML, the schema with its defaults, the checks a schema cannot express (files,
+// certificates, URLs, rules), and messages that name the file, the key and what was expected.
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'

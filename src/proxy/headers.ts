@@ -1,4 +1,4 @@
-// Header policy both ways (the seed's proxy_set_header lines, done right): hop-by-hop headers dropped
+// Header policy both ways (nginx's proxy_set_header lines for a registry, done right): hop-by-hop headers dropped
 // (RFC 9110 7.6.1), the client's Host kept (the registry builds upload URLs from it), the forwarding
 // headers set by berth and believed only from trusted proxies, and upstream addresses in Location and
 // Link turned into berth's own origin (nginx's `proxy_redirect default`).

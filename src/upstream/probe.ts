@@ -20,7 +20,7 @@ export function tcpProbe (host: string, port: number, timeout: number): Promise<
   })
 }
 
-export function httpProbe (s: Upstream, check: HealthCheck, port: number, tls: UpstreamTls): Promise<void> {
+function httpProbe (s: Upstream, check: HealthCheck, port: number, tls: UpstreamTls): Promise<void> {
   return new Promise((resolve, reject) => {
     const options = {
       host: s.hostname,

@@ -2,26 +2,24 @@
 // tricks that must never let a user act on a repository the rules deny.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { execFileSync } from 'node:child_process'
-import { startBerth, startUpstream, tempDir, request, registryError, type Berth } from '../helper.js'
+import { startBerth, startUpstream, request, registryError, basic, htpasswdFile, type Berth, type ConfigInput } from '../helper.js'
 import { globToRegExp } from '../../src/auth/access.js'
 
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`
 const USERS = ['ci-bot', 'alice', 'bob', 'admin', 'eve']
 
-const ACCESS = `
-  groups: { readers: [alice, bob] }
-  access:
-    - { users: [ci-bot], repositories: ["team-a/**"], actions: [pull, push] }
-    - { groups: [readers], repositories: ["**"], actions: [pull] }
-    - { users: [bob], repositories: ["bob/*"], actions: [push, delete] }
-    - { users: [admin], repositories: ["**"], actions: [pull, push, delete, catalog] }
-  anonymous: { repositories: ["public/**"], actions: [pull] }
-`
+const ACCESS: Auth = {
+  groups: { readers: ['alice', 'bob'] },
+  access: [
+    { users: ['ci-bot'], repositories: ['team-a/**'], actions: ['pull', 'push'] },
+    { groups: ['readers'], repositories: ['**'], actions: ['pull'] },
+    { users: ['bob'], repositories: ['bob/*'], actions: ['push', 'delete'] },
+    { users: ['admin'], repositories: ['**'], actions: ['pull', 'push', 'delete', 'catalog'] }
+  ],
+  anonymous: { repositories: ['public/**'], actions: ['pull'] }
+}
+type Auth = NonNullable<ConfigInput['auth']>
 
-async function setup (t: Parameters<typeof startBerth>[0], authYaml = ACCESS): Promise<{ berth: Berth, seen: string[] }> {
+async function setup (t: Parameters<typeof startBerth>[0], auth: Auth = ACCESS): Promise<{ berth: Berth, seen: string[] }> {
   const seen: string[] = []
   const up = await startUpstream((req, res) => {
     seen.push(`${req.method} ${req.url}`)
@@ -29,15 +27,12 @@ async function setup (t: Parameters<typeof startBerth>[0], authYaml = ACCESS): P
     req.on('end', () => res.end(req.url?.startsWith('/v2/_catalog') === true ? '{"repositories":["bob/app","team-a/app"]}' : '{}'))
   }, { plain: true })
   t.after(() => up.close())
-  const dir = tempDir(t)
-  const file = join(dir, 'htpasswd')
-  writeFileSync(file, USERS.map((u) => execFileSync('htpasswd', ['-nbB', '-C', '4', u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
-  const berth = await startBerth(t, [up.url], `auth:\n  htpasswd: ${file}\n  throttle: { failures: 10000 }\n${authYaml}`)
+  const berth = await startBerth(t, [up.url], { auth: { htpasswd: htpasswdFile(t, USERS), throttle: { failures: 10000 }, ...auth } })
   return { berth, seen }
 }
 
 async function as (berth: Berth, user: string | null, method: string, path: string): Promise<number> {
-  const headers: Record<string, string | number> = user === null ? {} : { authorization: basic(user, `${user}-pw`) }
+  const headers: Record<string, string | number> = user === null ? {} : { authorization: basic(user) }
   const body = method === 'PUT' || method === 'PATCH' || method === 'POST' ? 'x' : undefined
   if (body !== undefined) headers['content-length'] = 1
   return (await request(berth, path, { method, headers, body })).status
@@ -113,7 +108,7 @@ test('a cross-repository mount also needs pull on the source repository', async 
 })
 
 test('without access rules every authenticated user may do everything (as nginx)', async (t) => {
-  const { berth } = await setup(t, '')
+  const { berth } = await setup(t, {})
   assert.equal(await as(berth, 'eve', 'DELETE', '/v2/any/repo/manifests/sha256:abc'), 200)
   assert.equal(await as(berth, 'eve', 'GET', '/v2/_catalog'), 200)
   assert.equal(await as(berth, null, 'GET', '/v2/any/repo/manifests/v1'), 401)

@@ -5,19 +5,18 @@ import assert from 'node:assert/strict'
 import { copyFileSync, readFileSync, renameSync, writeFileSync, appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import https from 'node:https'
-import { startBerth, startUpstream, tempDir, request, registryError, waitFor, sleep, type Berth } from '../helper.js'
+import { startBerth, startUpstream, tempDir, request, registryError, waitFor, sleep, basic, type Berth, type ConfigInput } from '../helper.js'
 
 const FIXTURES = new URL('../fixtures/', import.meta.url)
 const passwords = JSON.parse(readFileSync(new URL('passwords.json', FIXTURES), 'utf8')) as Record<string, string>
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`
 
-async function setup (t: Parameters<typeof startBerth>[0], authYaml = '', upstreamPlain = true): Promise<{ berth: Berth, htpasswd: string, seen: () => number }> {
+async function setup (t: Parameters<typeof startBerth>[0], auth: NonNullable<ConfigInput['auth']> = {}, upstreamPlain = true): Promise<{ berth: Berth, htpasswd: string, seen: () => number }> {
   const up = await startUpstream((req, res) => { req.resume(); req.on('end', () => res.end('{}')) }, { plain: upstreamPlain })
   t.after(() => up.close())
   const dir = tempDir(t)
   const htpasswd = join(dir, 'htpasswd')
   copyFileSync(new URL('htpasswd-all', FIXTURES), htpasswd)
-  const berth = await startBerth(t, [up.url], `auth:\n  htpasswd: ${htpasswd}\n  realm: Registry\n${authYaml}`)
+  const berth = await startBerth(t, [up.url], { auth: { htpasswd, realm: 'Registry', ...auth } })
   return { berth, htpasswd, seen: () => up.seen.length }
 }
 
@@ -32,7 +31,7 @@ test('no credentials: 401 with the Basic challenge, the API version header and U
 })
 
 test('every htpasswd format and UTF-8 user names and passwords log in; wrong or unknown ones get 401', async (t) => {
-  const { berth, seen } = await setup(t, '  throttle: { failures: 1000 }\n')
+  const { berth, seen } = await setup(t, { throttle: { failures: 1000 } })
   for (const [user, password] of Object.entries(passwords)) {
     const ok = await request(berth, '/v2/', { headers: { authorization: basic(user, password) } })
     assert.equal(ok.status, 200, user)
@@ -47,7 +46,7 @@ test('every htpasswd format and UTF-8 user names and passwords log in; wrong or 
 })
 
 test('malformed Authorization headers get the same 401, never a 500', async (t) => {
-  const { berth, seen } = await setup(t, '  throttle: { failures: 1000 }\n')
+  const { berth, seen } = await setup(t, { throttle: { failures: 1000 } })
   const headers = [
     'Basic !!!not-base64!!!',
     `Basic ${Buffer.from('no-colon-here').toString('base64')}`,
@@ -75,7 +74,7 @@ test('malformed Authorization headers get the same 401, never a 500', async (t) 
 })
 
 test('throttling: after `failures` failures an address gets 429 with Retry-After, whatever X-Forwarded-For it sends; other addresses still work, then it recovers', async (t) => {
-  const { berth } = await setup(t, '  throttle: { failures: 3, window: 1m, block: 1500ms }\n')
+  const { berth } = await setup(t, { throttle: { failures: 3, window: '1m', block: '1500ms' } })
   let forged = 0
   const from = (localAddress: string, authorization: string) => new Promise<{ status: number, retryAfter?: string, body: Buffer }>((resolve, reject) => {
     // Each request claims another client: the throttle must count the peer (no proxy is trusted).
@@ -100,7 +99,7 @@ test('throttling: after `failures` failures an address gets 429 with Retry-After
 })
 
 test('a blocked address is answered without a password check', async (t) => {
-  const { berth } = await setup(t, '  throttle: { failures: 2, window: 1m, block: 1m }\n')
+  const { berth } = await setup(t, { throttle: { failures: 2, window: '1m', block: '1m' } })
   const bcrypt12 = basic('bcrypt-user', 'wrong')
   for (let i = 0; i < 2; i++) assert.equal((await request(berth, '/v2/', { headers: { authorization: bcrypt12 } })).status, 401)
   const users = berth.app.authState.users

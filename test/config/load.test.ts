@@ -43,7 +43,7 @@ test('defaults fill every key; sizes and durations become numbers; relative path
   assert.equal(c.file, '/etc/berth/berth.yaml')
 })
 
-test('the issue\'s example config is accepted as written', () => {
+test('the nginx migration example config is accepted as written', () => {
   const c = parseConfig(`
 listen: { host: 0.0.0.0, port: 8443 }
 tls:

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process'
 import https from 'node:https'
 import tls from 'node:tls'
 import { once } from 'node:events'
-import { startBerth, request, registryError, waitFor, sleep, type Berth, type Response } from '../helper.js'
+import { startBerth, request, registryError, waitFor, sleep, basic, type Berth, type Response } from '../helper.js'
 import { startRegistry, sha256, type Registry } from './fixtures.js'
 import { loadConfig } from '../../src/config/load.js'
 
@@ -21,7 +21,6 @@ let dir: string
 let registry: Registry
 let berth: Berth
 const USERS = ['admin', 'alice', 'lister']
-const basic = (user: string) => `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}`
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-gate-'))
@@ -29,16 +28,18 @@ before(async () => {
   registry = await startRegistry(ctx, join(dir, 'registry'))
   const htpasswd = join(dir, 'htpasswd')
   writeFileSync(htpasswd, USERS.map((u) => execFileSync('htpasswd', ['-nbB', '-C', '4', u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
-  berth = await startBerth(ctx, [registry.url], [
-    'auth:',
-    `  htpasswd: ${htpasswd}`,
-    '  throttle: { failures: 1000 }',
-    '  access:',
-    '    - { users: [admin], repositories: ["**"], actions: [pull, push, delete, catalog] }',
-    '    - { users: [alice], repositories: ["team/**"], actions: [pull, push, delete] }',
-    '    - { users: [lister], repositories: ["team/**"], actions: [pull, catalog] }',
-    `cache: { dir: ${join(dir, 'cache')}, maxSize: 100m, confirmFor: 1s }`
-  ].join('\n'))
+  berth = await startBerth(ctx, [registry.url], {
+    auth: {
+      htpasswd,
+      throttle: { failures: 1000 },
+      access: [
+        { users: ['admin'], repositories: ['**'], actions: ['pull', 'push', 'delete', 'catalog'] },
+        { users: ['alice'], repositories: ['team/**'], actions: ['pull', 'push', 'delete'] },
+        { users: ['lister'], repositories: ['team/**'], actions: ['pull', 'catalog'] }
+      ]
+    },
+    cache: { dir: join(dir, 'cache'), maxSize: '100m', confirmFor: '1s' }
+  })
 })
 
 after(async () => {

@@ -1,4 +1,4 @@
-// The seed's setup, end to end: a docker client (skopeo) pushes and pulls through berth over TLS to the
+// The classic setup, end to end: a docker client (skopeo) pushes and pulls through berth over TLS to the
 // real registry (docker-registry from Debian, TLS too).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

@@ -3,19 +3,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import https from 'node:https'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { execFileSync } from 'node:child_process'
-import { startBerth, startUpstream, tempDir, type Berth } from '../helper.js'
+import { startBerth, startUpstream, basic, htpasswdFile, type Berth, type ConfigInput } from '../helper.js'
 
-const basic = (u: string, p: string) => 'Basic ' + Buffer.from(`${u}:${p}`).toString('base64')
 
-async function setup (t: Parameters<typeof startBerth>[0], extra: string, flags: string[]): Promise<Berth> {
-  const dir = tempDir(t)
+async function setup (t: Parameters<typeof startBerth>[0], throttle: NonNullable<ConfigInput['auth']>['throttle'], flags: string[]): Promise<Berth> {
   const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
   t.after(() => up.close())
-  writeFileSync(join(dir, 'htpasswd'), ['alice', 'bob'].map((u) => execFileSync('htpasswd', ['-nb', ...flags, u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
-  return await startBerth(t, [up.url], `auth:\n  htpasswd: ${join(dir, 'htpasswd')}\n${extra}`)
+  return await startBerth(t, [up.url], { auth: { htpasswd: htpasswdFile(t, ['alice', 'bob'], flags), throttle } })
 }
 
 function get (berth: Berth, agent: https.Agent, authorization: string): Promise<number> {
@@ -25,7 +19,7 @@ function get (berth: Berth, agent: https.Agent, authorization: string): Promise<
 }
 
 test('1,000 wrong passwords from one address end in 429 after the threshold; another address keeps working', { timeout: 120_000 }, async (t) => {
-  const berth = await setup(t, '  throttle: { failures: 10, window: 1m, block: 5m }\n', ['-B', '-C', '5'])
+  const berth = await setup(t, { failures: 10, window: '1m', block: '5m' }, ['-B', '-C', '5'])
   const attacker = new https.Agent({ ca: berth.ca, servername: 'localhost', keepAlive: true, localAddress: '127.0.0.2', maxSockets: 20 })
   const friend = new https.Agent({ ca: berth.ca, servername: 'localhost', keepAlive: true, localAddress: '127.0.0.3' })
   t.after(() => { attacker.destroy(); friend.destroy() })
@@ -47,7 +41,7 @@ test('1,000 wrong passwords from one address end in 429 after the threshold; ano
 
 test('an unknown user takes as long as a wrong password, within 1 ms on average', { timeout: 120_000 }, async (t) => {
   for (const [label, flags] of [['apr1', ['-m']], ['bcrypt cost 8', ['-B', '-C', '8']]] as const) {
-    const berth = await setup(t, '  throttle: { failures: 100000 }\n', [...flags])
+    const berth = await setup(t, { failures: 100000 }, [...flags])
     const agent = new https.Agent({ ca: berth.ca, servername: 'localhost', keepAlive: true, maxSockets: 1 })
     t.after(() => agent.destroy())
     const time = async (authorization: string) => { const s = process.hrtime.bigint(); assert.equal(await get(berth, agent, authorization), 401); return Number(process.hrtime.bigint() - s) / 1e6 }

@@ -13,7 +13,7 @@ import { startBerth, startUpstream, registryError, tempDir, waitFor, sleep, defe
 test('slow headers are closed after timeouts.header', async (t) => {
   const up = await startUpstream((req, res) => res.end('{}'))
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'timeouts: { header: 500ms }')
+  const berth = await startBerth(t, [up.url], { timeouts: { header: '500ms' } })
   const socket = tls.connect({ host: '127.0.0.1', port: berth.port, ca: berth.ca, servername: 'localhost' })
   await once(socket, 'secureConnect')
   socket.on('error', () => {})
@@ -36,7 +36,7 @@ test('a body that stops moving gets 408 after timeouts.clientIdle and its upstre
     req.on('close', () => { if (!req.complete) outcome.resolve('destroyed') })
   })
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'timeouts: { clientIdle: 400ms }')
+  const berth = await startBerth(t, [up.url], { timeouts: { clientIdle: '400ms' } })
   const req = https.request(`${berth.url}/v2/a/blobs/uploads/u`, { method: 'PATCH', ca: berth.ca, servername: 'localhost', agent: false, headers: { 'content-length': 100_000 } })
   req.on('error', () => {})
   req.write(Buffer.alloc(1000))
@@ -63,7 +63,7 @@ test('a download the client stops reading is ended after timeouts.clientIdle (se
   })
   t.after(() => up.close())
   // the upstream idle timeout is long: only the client rule can end this
-  const berth = await startBerth(t, [up.url], 'timeouts: { clientIdle: 500ms }')
+  const berth = await startBerth(t, [up.url], { timeouts: { clientIdle: '500ms' } })
   const req = https.get(`${berth.url}/v2/a/manifests/latest`, { ca: berth.ca, servername: 'localhost', agent: false })
   req.on('error', () => {})
   const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
@@ -82,7 +82,7 @@ test('1,000 slowloris connections do not stop a normal client from pushing', { t
   let received = 0
   const up = await startUpstream((req, res) => { req.on('data', (c: Buffer) => { received += c.length }); req.on('end', () => { res.writeHead(201); res.end() }) })
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'timeouts: { header: 20s }')
+  const berth = await startBerth(t, [up.url], { timeouts: { header: '20s' } })
   const sockets: tls.TLSSocket[] = []
   t.after(() => { for (const s of sockets) s.destroy() })
   const open = async () => {
@@ -116,7 +116,7 @@ test('Expect: 100-continue is answered only after auth, access and the body limi
   const up = await startUpstream((req, res) => { req.resume(); req.on('end', () => res.end(String(req.headers.expect))) })
   t.after(() => up.close())
   writeFileSync(join(dir, 'htpasswd'), execFileSync('htpasswd', ['-nbB', '-C', '4', 'alice', 'pw'], { encoding: 'utf8' }))
-  const berth = await startBerth(t, [up.url], `limits: { maxBodySize: 1k }\nauth:\n  htpasswd: ${join(dir, 'htpasswd')}\n  access: [ { users: [alice], repositories: ["mine/**"], actions: [pull, push] } ]`)
+  const berth = await startBerth(t, [up.url], { limits: { maxBodySize: '1k' }, auth: { htpasswd: join(dir, 'htpasswd'), access: [{ users: ['alice'], repositories: ['mine/**'], actions: ['pull', 'push'] }] } })
   const send = (path: string, authorization?: string, length = 1024) => new Promise<{ status: number, continued: boolean, body: string }>((resolve, reject) => {
     let continued = false
     const headers: Record<string, string | number> = { expect: '100-continue', 'content-length': length }

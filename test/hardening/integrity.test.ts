@@ -110,7 +110,7 @@ test('a digest-addressed body that does not match never ends cleanly, with one u
   const faulty = (['flip', 'short', 'long'] as const).map((fault) => ({ fault, ...add(b, 'team/app', 300_000, fault) }))
   const manifest = add(b, 'team/app', 2_000, 'flip')
   for (const cache of [false, true]) {
-    const berth = await startBerth(t, [b.url], cache ? `cache: { dir: ${tempDir(t)}, maxSize: 10m }` : '')
+    const berth = await startBerth(t, [b.url], cache ? { cache: { dir: tempDir(t), maxSize: '10m' } } : {})
     for (const { fault, digest } of faulty) {
       assert.equal(await get(berth, `/v2/team/app/blobs/${digest}`), 'cut', `${fault}, cache ${cache}`)
     }
@@ -164,7 +164,7 @@ test('cache.maxSize bounds the disk with fills in flight: room is reserved befor
   b.pace = { chunk: 256 << 10, every: 5 }
   const blobs = Array.from({ length: 20 }, () => add(b, 'team/app', 6 << 20))
   const dir = tempDir(t)
-  const berth = await startBerth(t, [b.url], `cache: { dir: ${dir}, maxSize: 40m }`)
+  const berth = await startBerth(t, [b.url], { cache: { dir: dir, maxSize: '40m' } })
   let peak = 0
   const sampler = setInterval(() => { peak = Math.max(peak, usage(dir)) }, 5)
   const results = await Promise.all(blobs.map(({ digest }) => get(berth, `/v2/team/app/blobs/${digest}`)))
@@ -210,7 +210,7 @@ test('a cache disk that fails mid-fill lets go of the downloads at once: they fi
   // may mount one.
   for (const kind of ['a slow disk that fills up (injected ENOSPC)', ...(disk === null ? [] : ['an 8 MiB tmpfs'])]) {
     const blobs = Array.from({ length: 3 }, () => add(b, 'team/app', 6 << 20))
-    const berth = await startBerth(t, [b.url], `cache: { dir: ${kind.startsWith('an') ? disk : tempDir(t)}, maxSize: 1g }`)
+    const berth = await startBerth(t, [b.url], { cache: { dir: kind.startsWith('an') ? disk as string : tempDir(t), maxSize: '1g' } })
     const cache = berth.app.blobCache as NonNullable<typeof berth.app.blobCache>
     if (!kind.startsWith('an')) cache.openFile = () => failingFile('ENOSPC', 3 << 20, 2) as unknown as ReturnType<typeof cache.openFile>
     const started = Date.now()
@@ -233,7 +233,7 @@ test('a cache disk that fails mid-fill lets go of the downloads at once: they fi
 test('permission and I/O errors, and a cache directory removed while berth runs, cost the copy and never the download', async (t) => {
   const b = await blobServer(t)
   const dir = join(tempDir(t), 'cache')
-  const berth = await startBerth(t, [b.url], `cache: { dir: ${dir}, maxSize: 1g }`)
+  const berth = await startBerth(t, [b.url], { cache: { dir: dir, maxSize: '1g' } })
   const cache = berth.app.blobCache as NonNullable<typeof berth.app.blobCache>
   const original = cache.openFile
   for (const code of ['EACCES', 'EIO']) {
@@ -260,7 +260,7 @@ test('concurrent misses fetch a blob once; the others read the fill as it grows,
   b.pace = { chunk: 128 << 10, every: 10 }
   const { digest, blob } = add(b, 'team/app', 4 << 20)
   b.repos.set('team/other', new Set()) // holds nothing
-  const berth = await startBerth(t, [b.url], `cache: { dir: ${tempDir(t)}, maxSize: 100m }`)
+  const berth = await startBerth(t, [b.url], { cache: { dir: tempDir(t), maxSize: '100m' } })
   const path = (repository: string) => `/v2/${repository}/blobs/${digest}`
   const whole = { status: 200, digest, bytes: blob.length }
   const [fast, slow, ...rest] = await Promise.all([
@@ -282,7 +282,7 @@ test('followers of a fill whose download died continue from the upstream with Ra
   const b = await blobServer(t)
   b.pace = { chunk: 64 << 10, every: 5 }
   const { digest, blob } = add(b, 'team/app', 2 << 20, 'die')
-  const berth = await startBerth(t, [b.url], `cache: { dir: ${tempDir(t)}, maxSize: 100m }`)
+  const berth = await startBerth(t, [b.url], { cache: { dir: tempDir(t), maxSize: '100m' } })
   const [leader, ...followers] = await Promise.all(Array.from({ length: 4 }, (_, i) => sleep(i * 20).then(() => get(berth, `/v2/team/app/blobs/${digest}`))))
   assert.equal(leader, 'cut', 'one server, cut mid-body: the first client is cut')
   for (const f of followers) assert.deepEqual(f, { status: 200, digest, bytes: blob.length })

@@ -8,9 +8,8 @@ import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import tls from 'node:tls'
 import { once } from 'node:events'
-import { startBerth, startUpstream, tempDir, type Berth } from '../helper.js'
+import { startBerth, startUpstream, tempDir, basic, type Berth } from '../helper.js'
 
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`
 
 async function setup (t: Parameters<typeof startBerth>[0]): Promise<{ berth: Berth, seen: string[] }> {
   const seen: string[] = []
@@ -19,7 +18,7 @@ async function setup (t: Parameters<typeof startBerth>[0]): Promise<{ berth: Ber
   const dir = tempDir(t)
   const file = join(dir, 'htpasswd')
   writeFileSync(file, execFileSync('htpasswd', ['-nbB', '-C', '4', 'ci-bot', 'ci-bot-pw'], { encoding: 'utf8' }))
-  const berth = await startBerth(t, [up.url], `auth:\n  htpasswd: ${file}\n  access:\n    - { users: [ci-bot], repositories: ["team-a/**"], actions: [pull, push] }\n`)
+  const berth = await startBerth(t, [up.url], { auth: { htpasswd: file, access: [{ users: ['ci-bot'], repositories: ['team-a/**'], actions: ['pull', 'push'] }] } })
   return { berth, seen }
 }
 

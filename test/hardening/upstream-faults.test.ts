@@ -28,7 +28,7 @@ const FAULTS: Array<[string, string]> = [
 test(`upstream faults (${FAULTS.length} kinds) give 502 with the registry error body and count as failures of that server`, async (t) => {
   for (const [name, reply] of FAULTS) {
     const url = await misbehaving(t, (s) => { if (reply === '') s.destroy(); else s.end(reply) })
-    const berth = await startBerth(t, [url], '', { upstream: 'nextUpstream: { on: [] }' })
+    const berth = await startBerth(t, [url], { upstream: { nextUpstream: { on: [] } } })
     const res = await request(berth, '/v2/a/manifests/v1')
     // (A status line and headers that parse, followed by a broken body, give a cut connection instead:
     // see the next test.)

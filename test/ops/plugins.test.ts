@@ -14,7 +14,7 @@ const example = (name: string) => join(ROOT, 'plugins', 'examples', name)
 test('block-old-docker refuses docker clients older than 1.6 with 404; newer ones pass', async (t) => {
   const up = await startUpstream((req, res) => res.end('{}'))
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], `plugins:\n  - { path: ${example('block-old-docker.ts')} }`)
+  const berth = await startBerth(t, [up.url], { plugins: [{ path: example('block-old-docker.ts') }] })
   for (const [agent, status] of [['docker/1.5.0 go/go1.4', 404], ['Go 1.1 package http', 404], ['docker/1.5.1-dev', 200], ['docker/1.6.0', 200], ['docker/24.0.7 go/go1.20.10', 200], ['skopeo/1.9.3', 200]] as const) {
     const res = await request(berth, '/v2/', { headers: { 'user-agent': agent } })
     assert.equal(res.status, status, agent)
@@ -25,7 +25,7 @@ test('block-old-docker refuses docker clients older than 1.6 with 404; newer one
 test('rate-by-repo takes its options and limits each repository on its own', async (t) => {
   const up = await startUpstream((req, res) => res.end('{}'))
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], `plugins:\n  - { path: ${example('rate-by-repo.ts')}, options: { perMinute: 3 } }`)
+  const berth = await startBerth(t, [up.url], { plugins: [{ path: example('rate-by-repo.ts'), options: { perMinute: 3 } }] })
   const statuses = []
   for (let i = 0; i < 4; i++) statuses.push((await request(berth, '/v2/a/manifests/v1')).status)
   assert.deepEqual(statuses, [200, 200, 200, 429])
@@ -64,12 +64,10 @@ export default async function second (fastify) {
 `)
   const htpasswd = join(dir, 'htpasswd')
   writeFileSync(htpasswd, execFileSync('htpasswd', ['-nbB', '-C', '4', 'alice', 'pw'], { encoding: 'utf8' }))
-  const berth = await startBerth(t, [up.url], [
-    `auth: { htpasswd: ${htpasswd} }`,
-    'plugins:',
-    `  - { path: ${join(dir, 'p', 'first.ts')}, options: { tag: hello } }`,
-    `  - { path: ${join(dir, 'p', 'second.js')} }`
-  ].join('\n'))
+  const berth = await startBerth(t, [up.url], {
+    auth: { htpasswd },
+    plugins: [{ path: join(dir, 'p', 'first.ts'), options: { tag: 'hello' } }, { path: join(dir, 'p', 'second.js') }]
+  })
   const res = await request(berth, '/v2/team/app/manifests/v1', { headers: { authorization: 'Basic ' + Buffer.from('alice:pw').toString('base64') } })
   assert.equal(res.status, 200)
   assert.deepEqual(seen, ['/v2/team/app/manifests/v1'])

@@ -6,7 +6,7 @@ import { startBerth, startUpstream, request, registryError, sleep, adminGet } fr
 test('an event loop blocked past maxEventLoopDelay sheds new requests with 503 + Retry-After; health stays up', async (t) => {
   const up = await startUpstream((req, res) => res.end('{}'))
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'pressure: { maxEventLoopDelay: 100ms, retryAfter: 7s }\nadmin: { port: 0 }')
+  const berth = await startBerth(t, [up.url], { pressure: { maxEventLoopDelay: '100ms', retryAfter: '7s' }, admin: { port: 0 } })
   assert.equal((await request(berth, '/v2/')).status, 200)
   const end = Date.now() + 1500
   while (Date.now() < end) { /* block the event loop on purpose */ }
@@ -41,7 +41,7 @@ function parsePrometheus (text: string): Map<string, number> {
 test('/metrics: Prometheus text whose counters move with requests', async (t) => {
   const up = await startUpstream((req, res) => res.end('x'.repeat(1000)))
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'admin: { port: 0 }')
+  const berth = await startBerth(t, [up.url], { admin: { port: 0 } })
   const first = await adminGet(berth, '/metrics')
   assert.equal(first.status, 200)
   assert.match(first.type ?? '', /^text\/plain; version=0\.0\.4/)

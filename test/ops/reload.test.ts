@@ -14,9 +14,8 @@ import { makeCerts } from '../../src/certs.js'
 import { loadConfig } from '../../src/config/load.js'
 import { createLogs } from '../../src/logging.js'
 import { buildApp } from '../../src/app.js'
-import { startUpstream, tempDir, testCerts, waitFor, spawnBerth } from '../helper.js'
+import { startUpstream, tempDir, testCerts, waitFor, spawnBerth, basic } from '../helper.js'
 
-const basic = (u: string, p: string) => 'Basic ' + Buffer.from(`${u}:${p}`).toString('base64')
 
 async function fingerprintOf (port: number, ca: Buffer[]): Promise<string> {
   const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' })

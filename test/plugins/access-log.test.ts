@@ -29,7 +29,7 @@ test('combined format is nginx main plus request time and upstream; quotes escap
 test('one line per request, proxied or refused, with status, bytes and upstream; JSON when asked', async (t) => {
   const up = await startUpstream((req, res) => res.end('x'.repeat(1234)))
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'limits: { maxBodySize: 10 }')
+  const berth = await startBerth(t, [up.url], { limits: { maxBodySize: 10 } })
   await request(berth, '/v2/a/manifests/latest', { headers: { 'user-agent': 'skopeo/1.9', authorization: 'Basic YTpi' } })
   await request(berth, '/v2/a/blobs/uploads/x', { method: 'PUT', body: 'y'.repeat(100), headers: { 'content-length': 100 } })
   await berth.close()
@@ -40,7 +40,7 @@ test('one line per request, proxied or refused, with status, bytes and upstream;
   assert.match(lines[1], new RegExp(`^127\\.0\\.0\\.1 - - \\[.*\\] "PUT /v2/a/blobs/uploads/x HTTP/1\\.1" 413 ${body413.length} .* upstream=-$`))
   assert.doesNotMatch(berth.accessLog(), /YTpi/)
 
-  const json = await startBerth(t, [up.url], '', { log: 'format: json' })
+  const json = await startBerth(t, [up.url], { log: { format: 'json' } })
   await request(json, '/v2/a/manifests/latest?n=1', { headers: { authorization: 'Basic YTpi' } })
   await json.close()
   const e = JSON.parse(json.accessLog()) as AccessEntry

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import type { IncomingMessage } from 'node:http'
-import { startBerth, startUpstream, request, tempDir, waitFor, adminGet, type Berth } from '../helper.js'
+import { startBerth, startUpstream, request, tempDir, waitFor, adminGet, type Berth, type ConfigInput } from '../helper.js'
 import { parseRange } from '../../src/cache/serve.js'
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`
@@ -48,7 +48,7 @@ function add (r: Registry, repo: string, size: number): { digest: string, blob: 
   return { digest, blob }
 }
 
-const cacheYaml = (dir: string, maxSize = '1m') => `cache: { dir: ${dir}, maxSize: ${maxSize} }`
+const cacheConfig = (dir: string, maxSize = '1m'): ConfigInput => ({ cache: { dir, maxSize } })
 const gets = (r: Registry, method = 'GET') => r.seen.filter((s) => s.startsWith(`${method} `)).length
 
 async function filled (berth: Berth, count: number): Promise<void> {
@@ -59,7 +59,7 @@ async function filled (berth: Berth, count: number): Promise<void> {
 async function cachedOnce (t: Parameters<typeof startBerth>[0], size: number): Promise<{ r: Registry, berth: Berth, digest: string, blob: Buffer }> {
   const r = await registry(t)
   const { digest, blob } = add(r, 'team/app', size)
-  const berth = await startBerth(t, [r.url], cacheYaml(tempDir(t)))
+  const berth = await startBerth(t, [r.url], cacheConfig(tempDir(t)))
   await request(berth, `/v2/team/app/blobs/${digest}`)
   await filled(berth, 1)
   return { r, berth, digest, blob }
@@ -68,7 +68,7 @@ async function cachedOnce (t: Parameters<typeof startBerth>[0], size: number): P
 test('a blob download fills the cache; the next GET and HEAD are answered from disk like the registry would', async (t) => {
   const r = await registry(t)
   const { digest, blob } = add(r, 'team/app', 300_000)
-  const berth = await startBerth(t, [r.url], `${cacheYaml(tempDir(t))}\nadmin: { port: 0 }`)
+  const berth = await startBerth(t, [r.url], { ...cacheConfig(tempDir(t)), admin: { port: 0 } })
   const first = await request(berth, `/v2/team/app/blobs/${digest}`)
   assert.equal(first.status, 200)
   assert.ok(first.body.equals(blob))
@@ -140,7 +140,7 @@ test('a body that does not match its digest is cut, never a clean answer, and ne
   const r = await registry(t)
   const { digest } = add(r, 'team/app', 4000)
   r.corrupt.add(digest)
-  const berth = await startBerth(t, [r.url], cacheYaml(tempDir(t)))
+  const berth = await startBerth(t, [r.url], cacheConfig(tempDir(t)))
   await assert.rejects(request(berth, `/v2/team/app/blobs/${digest}`), /aborted|ECONNRESET|socket hang up/)
   await waitFor(() => berth.app.blobCache?.stats.rejected === 1, 5000, 'the fill rejected')
   assert.equal(berth.app.blobCache?.count, 0)
@@ -152,7 +152,7 @@ test('concurrent misses for one blob fill the cache once, and every client gets 
   const r = await registry(t)
   const { digest, blob } = add(r, 'team/app', 2_000_000)
   r.delay = 50
-  const berth = await startBerth(t, [r.url], cacheYaml(tempDir(t), '10m'))
+  const berth = await startBerth(t, [r.url], cacheConfig(tempDir(t), '10m'))
   const all = await Promise.all([1, 2, 3, 4].map(() => request(berth, `/v2/team/app/blobs/${digest}`)))
   for (const res of all) assert.ok(res.body.equals(blob))
   await filled(berth, 1)
@@ -167,7 +167,7 @@ test('least recently used copies go when maxSize is reached; a restart finds the
   const b = add(r, 'team/app', 1000)
   const c = add(r, 'team/app', 1000)
   const dir = tempDir(t)
-  const berth = await startBerth(t, [r.url], cacheYaml(dir, '2500'))
+  const berth = await startBerth(t, [r.url], cacheConfig(dir, '2500'))
   const get = (berthX: Berth, d: string) => request(berthX, `/v2/team/app/blobs/${d}`)
   await get(berth, a.digest)
   await filled(berth, 1)
@@ -185,7 +185,7 @@ test('least recently used copies go when maxSize is reached; a restart finds the
   assert.equal(cache.size, 2000)
   await berth.close()
   // a new process on the same directory: the copies are there; confirmations are asked again
-  const again = await startBerth(t, [r.url], cacheYaml(dir, '2500'))
+  const again = await startBerth(t, [r.url], cacheConfig(dir, '2500'))
   assert.equal(again.app.blobCache?.count, 2)
   r.seen.length = 0
   const res = await get(again, a.digest)
@@ -200,7 +200,7 @@ test('access rules run before the cache: a cached blob is refused to whoever may
   const dir = tempDir(t)
   const file = join(dir, 'htpasswd')
   writeFileSync(file, execFileSync('htpasswd', ['-nbB', '-C', '4', 'alice', 'alice-pw'], { encoding: 'utf8' }))
-  const berth = await startBerth(t, [r.url], `auth:\n  htpasswd: ${file}\n  anonymous: { repositories: ["public/**"], actions: [pull] }\n${cacheYaml(join(dir, 'cache'))}`)
+  const berth = await startBerth(t, [r.url], { auth: { htpasswd: file, anonymous: { repositories: ['public/**'], actions: ['pull'] } }, ...cacheConfig(join(dir, 'cache')) })
   const alice = { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` }
   assert.equal((await request(berth, `/v2/private/app/blobs/${digest}`, { headers: alice })).status, 200)
   await filled(berth, 1)

@@ -14,9 +14,7 @@ test('tcp probes mark a dead server down within fall x interval and up within ri
   const b = await startUpstream((req, res) => res.end('b'))
   t.after(() => a.close())
   const bPort = b.port
-  const berth = await startBerth(t, [a.url, b.url], 'admin: { host: 127.0.0.1, port: 0 }', {
-    upstream: 'healthCheck: { type: tcp, interval: 100ms, rise: 2, fall: 3, timeout: 200ms }\nnextUpstream: { on: [] }'
-  })
+  const berth = await startBerth(t, [a.url, b.url], { admin: { host: '127.0.0.1', port: 0 }, upstream: { healthCheck: { type: 'tcp', interval: '100ms', rise: 2, fall: 3, timeout: '200ms' }, nextUpstream: { on: [] } } })
   assert.equal((await adminGet(berth, '/healthz')).status, 200)
   await waitFor(() => berth.app.upstreams.servers.every((s) => s.lastProbe !== null), 2000, 'first probes')
   let rows = await upstreams(berth)
@@ -57,9 +55,7 @@ test('http probes check the status; initialState down keeps servers out until pr
   let healthy = false
   const up = await startUpstream((req, res) => { res.writeHead(healthy ? 401 : 500); res.end() })
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'admin: { port: 0 }', {
-    upstream: 'healthCheck: { type: http, interval: 100ms, rise: 2, fall: 2, timeout: 500ms, path: /v2/, expect: [200, 401], initialState: down }'
-  })
+  const berth = await startBerth(t, [up.url], { admin: { port: 0 }, upstream: { healthCheck: { type: 'http', interval: '100ms', rise: 2, fall: 2, timeout: '500ms', path: '/v2/', expect: [200, 401], initialState: 'down' } } })
   assert.equal((await adminGet(berth, '/readyz')).status, 503)
   assert.equal((await request(berth, '/v2/')).status, 502, 'no server up yet')
   await waitFor(() => (berth.app.upstreams.servers[0].lastProbe?.error ?? '') === 'status 500', 2000, 'a failed probe')
@@ -91,9 +87,7 @@ test('after a reload that replaces the servers, /readyz, /upstreams and /status 
   dead.close()
   const alive = await startUpstream((req, res) => res.end('alive'))
   t.after(() => alive.close())
-  const berth = await startBerth(t, [deadUrl], 'admin: { port: 0 }', {
-    upstream: 'healthCheck: { type: tcp, interval: 50ms, rise: 1, fall: 1, timeout: 200ms }'
-  })
+  const berth = await startBerth(t, [deadUrl], { admin: { port: 0 }, upstream: { healthCheck: { type: 'tcp', interval: '50ms', rise: 1, fall: 1, timeout: '200ms' } } })
   await waitFor(() => berth.app.upstreams.servers[0].state === 'down', 2000, 'the dead server down')
   assert.equal((await adminGet(berth, '/readyz')).status, 503)
 

@@ -35,7 +35,7 @@ test('a refused connection, a timeout, a 502 and an invalid response each go to 
   t.after(() => bad502.close())
   const garbage = await rawUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n')
   for (const [name, first] of [['refused', await deadUrl()], ['timeout', slow.url], ['http_502', bad502.url], ['invalid_header', garbage]] as const) {
-    const berth = await startBerth(t, [first, good.url], '', { upstream: `timeouts: { idle: 300ms }\nnextUpstream: { on: [error, timeout, invalid_header, http_502] }` })
+    const berth = await startBerth(t, [first, good.url], { upstream: { timeouts: { idle: '300ms' }, nextUpstream: { on: ['error', 'timeout', 'invalid_header', 'http_502'] } } })
     const res = await request(berth, '/v2/a/manifests/v1')
     assert.equal(res.status, 200, name)
     assert.equal(res.body.toString(), 'good', name)
@@ -58,7 +58,7 @@ test('when every server fails: 502 (504 after a timeout) and the error log names
   assert.ok(tried.some((r) => r.startsWith(new URL(a).host)) && tried.some((r) => r.startsWith(new URL(b).host)))
   const slow = await startUpstream(() => {})
   t.after(() => slow.close())
-  const timed = await startBerth(t, [slow.url], '', { upstream: 'timeouts: { idle: 200ms }' })
+  const timed = await startBerth(t, [slow.url], { upstream: { timeouts: { idle: '200ms' } } })
   assert.equal((await request(timed, '/v2/')).status, 504)
 })
 
@@ -72,7 +72,7 @@ test('the last server\'s 5xx passes through as it is; statuses not listed are ne
   assert.equal(res.status, 500)
   assert.equal(res.body.toString(), 'b broke')
   assert.equal(a.seen.length + b.seen.length, 2)
-  const none = await startBerth(t, [a.url, b.url], '', { upstream: 'nextUpstream: { on: [error] }' })
+  const none = await startBerth(t, [a.url, b.url], { upstream: { nextUpstream: { on: ['error'] } } })
   const r2 = await request(none, '/v2/x/manifests/1')
   assert.ok([500, 503].includes(r2.status))
   assert.equal(a.seen.length + b.seen.length, 3, 'one server only')
@@ -97,7 +97,7 @@ test('replay rules: an upload whose body started is never replayed; a sent POST 
   assert.equal(b.seen.length, 0)
   assert.equal((await request(strict, '/v2/x/manifests/latest', { method: 'GET' })).status, 200, 'a GET is retried')
   assert.equal((await request(strict, '/v2/x/manifests/sha256:abc', { method: 'DELETE' })).status, 200, 'a DELETE is retried')
-  const lax = await startBerth(t, [busy.url, b.url], '', { upstream: 'nextUpstream: { nonIdempotent: true }' })
+  const lax = await startBerth(t, [busy.url, b.url], { upstream: { nextUpstream: { nonIdempotent: true } } })
   assert.equal((await request(lax, '/v2/x/blobs/uploads/', { method: 'POST', headers: { 'content-length': 0 } })).status, 200)
 
   // an upload to a server that refuses the connection never started: it goes to the next one
@@ -112,10 +112,10 @@ test('replay rules: an upload whose body started is never replayed; a sent POST 
 test('tries and the time budget bound the retries', async (t) => {
   const b = await ok('b')
   t.after(() => b.close())
-  const one = await startBerth(t, [await deadUrl(), b.url], '', { upstream: 'nextUpstream: { tries: 1 }' })
+  const one = await startBerth(t, [await deadUrl(), b.url], { upstream: { nextUpstream: { tries: 1 } } })
   // smooth round robin sends the first request to the dead server
   assert.equal((await request(one, '/v2/')).status, 502)
-  const budget = await startBerth(t, [await deadUrl(), b.url], '', { upstream: 'nextUpstream: { timeout: 1 }' })
+  const budget = await startBerth(t, [await deadUrl(), b.url], { upstream: { nextUpstream: { timeout: '1ms' } } })
   await new Promise((resolve) => setTimeout(resolve, 5))
   const r = await request(budget, '/v2/')
   assert.ok([200, 502].includes(r.status))

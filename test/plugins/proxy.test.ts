@@ -126,7 +126,7 @@ test('forwarding headers: dropped from clients, believed and passed on from trus
   assert.match(untrusting.accessLog(), /^127\.0\.0\.1 - /m)
 
   // behind a load balancer at 127.0.0.1: its headers are believed; the client is the nearest untrusted hop
-  const trusting = await startBerth(t, [up.url], 'trustedProxies: [127.0.0.1, 10.0.0.0/8]')
+  const trusting = await startBerth(t, [up.url], { trustedProxies: ['127.0.0.1', '10.0.0.0/8'] })
   await send(trusting, { ...spoof, 'x-forwarded-for': ['1.1.1.1', '2.2.2.2, 10.1.2.3'], 'x-forwarded-host': 'registry.example.com' })
   seen = up.seen.at(-1)?.headers ?? {}
   assert.equal(seen['x-forwarded-for'], '1.1.1.1, 2.2.2.2, 10.1.2.3, 127.0.0.1')
@@ -190,7 +190,7 @@ test('HEAD requests keep their upstream connection too (undici would close it af
 test('Content-Length over the limit: 413 before any upstream connection, the body is not read', async (t) => {
   const up = await startUpstream((req, res) => res.end())
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'limits: { maxBodySize: 1m }')
+  const berth = await startBerth(t, [up.url], { limits: { maxBodySize: '1m' } })
   const res = await request(berth, '/v2/a/blobs/uploads/u?digest=sha256:x', { method: 'PUT', headers: { 'content-length': String(1024 * 1024 + 1) } })
   assert.equal(res.status, 413)
   assert.equal(res.headers['docker-distribution-api-version'], 'registry/2.0')
@@ -209,7 +209,7 @@ test('a chunked body that passes the limit: upstream request destroyed at once, 
     req.on('close', () => { if (!req.complete) upstreamOutcome.resolve('destroyed') })
   })
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], 'limits: { maxBodySize: 256k }')
+  const berth = await startBerth(t, [up.url], { limits: { maxBodySize: '256k' } })
   const req = https.request(`${berth.url}/v2/a/blobs/uploads/u`, { method: 'PATCH', ca: berth.ca, agent: false })
   req.on('error', () => {})
   const responded = once(req, 'response')
@@ -282,7 +282,7 @@ test('upstream TLS is verified: a certificate from another CA gives 502 unless v
   assert.equal(res.status, 502)
   assert.equal(registryError(res.body).code, 'UNAVAILABLE')
   assert.equal((await request(berth, '/v2/', { method: 'HEAD' })).status, 502, 'HEAD: verified too')
-  const off = await startBerth(t, [url], '', { upstreamTls: '{ verify: false }' })
+  const off = await startBerth(t, [url], { upstream: { tls: { verify: false } } })
   assert.equal((await request(off, '/v2/')).status, 200)
   assert.equal((await request(off, '/v2/', { method: 'HEAD' })).status, 200)
 })
@@ -321,7 +321,7 @@ test('only the idle timeout ends a transfer: a slow body longer than it succeeds
     const tick = setInterval(() => { res.write('x'); if (++i === 10) { clearInterval(tick); res.end() } }, 150)
   })
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], '', { upstreamTls: `{ ca: ${(await testCerts()).caCert} }\n  timeouts: { idle: 500ms }` })
+  const berth = await startBerth(t, [up.url], { upstream: { tls: { ca: (await testCerts()).caCert }, timeouts: { idle: '500ms' } } })
   const slow = await request(berth, '/v2/a/blobs/sha256:slow')
   assert.equal(slow.status, 200)
   assert.equal(slow.body.toString(), 'x'.repeat(10)) // 1.5 s in all, three times the idle timeout

@@ -36,7 +36,7 @@ test('an upstream that accepts TCP but never completes TLS gives 504 after upstr
   t.after(() => { for (const s of sockets) s.destroy(); silent.close() })
   const url = `https://127.0.0.1:${(silent.address() as net.AddressInfo).port}`
   const { testCerts } = await import('../helper.js')
-  const berth = await startBerth(t, [url], '', { upstreamTls: `{ ca: ${(await testCerts()).caCert} }\n  timeouts: { connect: 300ms }` })
+  const berth = await startBerth(t, [url], { upstream: { tls: { ca: (await testCerts()).caCert }, timeouts: { connect: '300ms' } } })
   const started = Date.now()
   const res = await request(berth, '/v2/')
   assert.equal(res.status, 504)
