@@ -61,6 +61,10 @@ test('each action mapping and each rule: pull, push, delete, catalog, groups, an
     ['ci-bot', 'HEAD', '/v2/team-a/app/blobs/sha256:abc', 200],
     ['ci-bot', 'POST', '/v2/team-a/app/blobs/uploads/', 200],
     ['ci-bot', 'PATCH', '/v2/team-a/app/blobs/uploads/u1', 200],
+    // a pull-only user may not write any part of an upload
+    ['alice', 'PATCH', '/v2/team-a/app/blobs/uploads/u1', 403],
+    ['alice', 'POST', '/v2/team-a/app/blobs/uploads/', 403],
+    ['alice', 'PUT', '/v2/team-a/app/blobs/uploads/u1?digest=sha256:x', 403],
     ['ci-bot', 'PUT', '/v2/team-a/app/manifests/v1', 200],
     ['ci-bot', 'DELETE', '/v2/team-a/app/manifests/sha256:abc', 403],
     ['ci-bot', 'GET', '/v2/team-b/app/manifests/v1', 403],

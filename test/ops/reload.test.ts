@@ -14,8 +14,7 @@ import { makeCerts } from '../../src/certs.js'
 import { loadConfig } from '../../src/config/load.js'
 import { createLogs } from '../../src/logging.js'
 import { buildApp } from '../../src/app.js'
-import { startUpstream, tempDir, testCerts, waitFor, spawnBerth, basic } from '../helper.js'
-
+import { startUpstream, startBerth, request, tempDir, testCerts, waitFor, spawnBerth, basic, htpasswdFile } from '../helper.js'
 
 async function fingerprintOf (port: number, ca: Buffer[]): Promise<string> {
   const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' })
@@ -127,6 +126,46 @@ test('reload keeps health state for servers that stay; a listener change is repo
   await assert.rejects(app.reload(await loadConfig(file)), /reload refused: tls: turning TLS on or off needs a restart/)
   assert.equal(app.upstreams.servers.length, 2)
   assert.equal(app.reloads.failed, 1)
+})
+
+test('turning auth on or off is refused whole: anonymous clients keep what they had, and nothing else of that reload applies', async (t) => {
+  const up1 = await startUpstream((req, res) => res.end('1'), { plain: true })
+  const up2 = await startUpstream((req, res) => res.end('2'), { plain: true })
+  t.after(() => up1.close())
+  t.after(() => up2.close())
+  const htpasswd = htpasswdFile(t, ['alice'])
+  for (const from of ['without auth', 'with auth']) {
+    const berth = await startBerth(t, [up1.url], from === 'with auth' ? { auth: { htpasswd } } : {})
+    const file = join(berth.dir, 'berth.yaml')
+    const anonymous = async () => { const r = await request(berth, '/v2/a/manifests/v1'); return `${r.status} ${r.status === 200 ? r.body.toString() : ''}`.trim() }
+    const before = await anonymous()
+    assert.equal(before, from === 'with auth' ? '401' : '200 1')
+    let yaml = readFileSync(file, 'utf8').replace(up1.url, up2.url)
+    yaml = from === 'with auth' ? yaml.replace(/^auth:\n(?: {2}.*\n)+/m, '') : `${yaml}auth: { htpasswd: ${htpasswd} }\n`
+    writeFileSync(file, yaml)
+    await assert.rejects(berth.app.reload(await loadConfig(file)), /turning authentication on or off needs a restart/)
+    assert.equal(await anonymous(), before, `${from}: anonymous requests unchanged`)
+    assert.equal(berth.app.upstreams.servers[0].url, up1.url, `${from}: the upstream list unchanged`)
+  }
+})
+
+test('a reload applies all parts or none: a part that cannot prepare leaves every part as it was', async (t) => {
+  const up1 = await startUpstream((req, res) => res.end('1'), { plain: true })
+  const up2 = await startUpstream((req, res) => res.end('2'), { plain: true })
+  t.after(() => up1.close())
+  t.after(() => up2.close())
+  const berth = await startBerth(t, [up1.url], { auth: { htpasswd: htpasswdFile(t, ['alice']) } })
+  const file = join(berth.dir, 'berth.yaml')
+  const bobs = htpasswdFile(t, ['bob'])
+  const yaml = readFileSync(file, 'utf8').replace(up1.url, up2.url).replace(/htpasswd: .*/, `htpasswd: ${bobs}`)
+  writeFileSync(file, yaml)
+  const next = await loadConfig(file) // valid when read
+  writeFileSync(bobs, 'bob:garbage\n') // and broken when the auth part prepares
+  await assert.rejects(berth.app.reload(next), /garbage|bob/)
+  const as = async (user: string) => { const r = await request(berth, '/v2/a/manifests/v1', { headers: { authorization: basic(user) } }); return `${r.status} ${r.status === 200 ? r.body.toString() : ''}`.trim() }
+  assert.equal(await as('alice'), '200 1', 'the old users and the old upstream')
+  assert.equal(await as('bob'), '401')
+  assert.equal(berth.app.reloads.failed, 1)
 })
 
 test('SIGHUP: a broken config is refused and the old one keeps serving; 200 concurrent pulls across reloads all succeed', { timeout: 60_000 }, async (t) => {

@@ -148,6 +148,18 @@ test('a body that does not match its digest is cut, never a clean answer, and ne
   assert.equal(gets(r), 2, 'the second GET went to the registry again')
 })
 
+test('a 404 for another repository, seen before the blob is cached, never confirms that repository', async (t) => {
+  const r = await registry(t)
+  const { digest } = add(r, 'team/app', 4000)
+  const berth = await startBerth(t, [r.url], cacheConfig(tempDir(t)))
+  assert.equal((await request(berth, `/v2/team/other/blobs/${digest}`)).status, 404, 'before the fill')
+  assert.equal((await request(berth, `/v2/team/app/blobs/${digest}`)).status, 200)
+  await filled(berth, 1)
+  r.seen.length = 0
+  assert.equal((await request(berth, `/v2/team/other/blobs/${digest}`)).status, 404, 'after the fill: still the registry\'s 404')
+  assert.deepEqual(r.seen, [`HEAD /v2/team/other/blobs/${digest}`, `GET /v2/team/other/blobs/${digest}`])
+})
+
 test('concurrent misses for one blob fill the cache once, and every client gets the whole blob', async (t) => {
   const r = await registry(t)
   const { digest, blob } = add(r, 'team/app', 2_000_000)

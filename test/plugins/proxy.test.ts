@@ -226,6 +226,27 @@ test('a chunked body that passes the limit: upstream request destroyed at once, 
   assert.ok(upstreamBytes <= 256 * 1024, `upstream saw ${upstreamBytes} bytes`)
 })
 
+test('a chunked body of exactly maxBodySize passes whole; one byte more is cut', async (t) => {
+  const got: number[] = []
+  const up = await startUpstream((req, res) => {
+    let n = 0
+    req.on('data', (c: Buffer) => { n += c.length })
+    req.on('end', () => { got.push(n); res.writeHead(202); res.end() })
+  })
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], { limits: { maxBodySize: '1k' } })
+  const send = (size: number) => new Promise<number>((resolve) => {
+    const req = https.request(`${berth.url}/v2/a/blobs/uploads/u`, { method: 'PATCH', ca: berth.ca, agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+    req.on('error', () => resolve(0))
+    req.write(Buffer.alloc(size - 24))
+    req.end(Buffer.alloc(24)) // chunked: no Content-Length
+  })
+  assert.equal(await send(1024), 202)
+  assert.deepEqual(got, [1024])
+  assert.equal(await send(1025), 413)
+  assert.deepEqual(got, [1024], 'the upstream never saw a clean end of the longer one')
+})
+
 test('a dead upstream gives 502 with the registry error body, quickly', async (t) => {
   const up = await startUpstream((req, res) => res.end())
   const deadUrl = up.url

@@ -27,7 +27,7 @@ test('registry paths parse into kind, repository and reference', () => {
 test('an absolute-form request target is refused with 400 and never reaches the upstream', async (t) => {
   const up = await startUpstream((req, res) => res.end())
   t.after(() => up.close())
-  const berth = await startBerth(t, [up.url], {  }, { plain: true })
+  const berth = await startBerth(t, [up.url], {}, { plain: true })
   const raw = await new Promise<string>((resolve, reject) => {
     const s = net.connect(berth.port, '127.0.0.1', () => s.write(`GET http://127.0.0.1:${up.port}/v2/ HTTP/1.1\r\nHost: x\r\n\r\n`))
     let out = ''

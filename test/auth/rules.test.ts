@@ -1,0 +1,76 @@
+// The access verdict without sockets: every repository a request names, with the action it needs.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { AccessPolicy, decide, globToRegExp } from '../../src/auth/access.js'
+import { parseRegistryPath } from '../../src/registry/path.js'
+import { parseConfig } from '../../src/config/load.js'
+
+const rules = (yaml: string) => new AccessPolicy(parseConfig(`upstream: { servers: [ { url: "http://127.0.0.1:1" } ] }\nauth:\n  htpasswd: /x\n${yaml}`, '/x.yaml').auth as NonNullable<ReturnType<typeof parseConfig>['auth']>)
+const policy = rules(`
+  groups: { readers: [alice] }
+  access:
+    - { users: [bot], repositories: ["team/**"], actions: [pull, push] }
+    - { groups: [readers], repositories: ["team/**"], actions: [pull] }
+    - { users: [lister], repositories: ["team/*"], actions: [catalog] }
+    - { users: [lister], repositories: [team/a], actions: [pull] }
+  anonymous: { repositories: ["public/**"], actions: [pull] }
+`)
+const verdict = (user: string | null, method: string, url: string) => {
+  const path = url.split('?')[0]
+  const v = decide(policy, user, parseRegistryPath(path), method, url)
+  return v.allowed ? 'allowed' : v.why
+}
+
+test('each action needs its rule; anonymous needs a challenge, a user a denial', () => {
+  const cases: Array<[string | null, string, string, string]> = [
+    ['bot', 'GET', '/v2/team/app/manifests/v1', 'allowed'],
+    ['bot', 'PATCH', '/v2/team/app/blobs/uploads/u', 'allowed'],
+    ['bot', 'DELETE', '/v2/team/app/manifests/v1', 'denied'],
+    ['alice', 'GET', '/v2/team/x/y/blobs/sha256:a', 'allowed'],
+    ['alice', 'PATCH', '/v2/team/app/blobs/uploads/u', 'denied'],
+    ['alice', 'PUT', '/v2/team/app/manifests/v1', 'denied'],
+    ['alice', 'POST', '/v2/team/app/blobs/uploads/', 'denied'],
+    ['alice', 'GET', '/v2/other/app/manifests/v1', 'denied'],
+    [null, 'GET', '/v2/public/app/manifests/v1', 'allowed'],
+    [null, 'GET', '/v2/team/app/manifests/v1', 'challenge'],
+    [null, 'PUT', '/v2/public/app/manifests/v1', 'challenge'],
+    [null, 'GET', '/v2/', 'challenge'],
+    ['nobody-with-rules', 'GET', '/v2/', 'allowed'],
+    ['bot', 'GET', '/healthz', 'not-api'],
+    [null, 'GET', '/v2/team/app/nonsense/x', 'not-api']
+  ]
+  for (const [user, method, url, expected] of cases) assert.equal(verdict(user, method, url), expected, `${user} ${method} ${url}`)
+})
+
+test('a mount needs pull on every `from`; a bad name is NAME_INVALID', () => {
+  const up = '/v2/team/x/blobs/uploads/?mount=sha256:a'
+  assert.equal(verdict('bot', 'POST', `${up}&from=team/y`), 'allowed')
+  assert.equal(verdict('bot', 'POST', `${up}&from=private/y`), 'denied')
+  assert.equal(verdict('bot', 'POST', `${up}&from=team/y&from=private/y`), 'denied', 'every value, not the first')
+  assert.equal(verdict('bot', 'POST', `${up}&from=Private/Y`), 'name')
+  assert.equal(verdict('bot', 'POST', `${up}&from=public/y`), 'allowed', 'anonymous pull covers it')
+  assert.equal(verdict('bot', 'GET', '/v2/team/x/blobs/uploads/u?from=private/y'), 'allowed', 'only a POST mounts')
+})
+
+test('the catalog: refused without a catalog rule; filtered to what a catalog rule covers and the user may pull', () => {
+  assert.equal(verdict('bot', 'GET', '/v2/_catalog'), 'denied')
+  assert.equal(verdict(null, 'GET', '/v2/_catalog'), 'challenge')
+  const v = decide(policy, 'lister', parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog')
+  assert.ok(v.allowed && v.catalog !== null)
+  assert.deepEqual(['team/a', 'team/b', 'team/a/deep', 'public/x', 'other'].filter(v.catalog), ['team/a'])
+  const open = rules('')
+  const all = decide(open, 'anyone', parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog')
+  assert.deepEqual(all, { allowed: true, catalog: null }, 'no rules: every user lists everything, unfiltered')
+})
+
+test('globs: * within a segment, ** across segments, ? one character, the rest literal', () => {
+  assert.ok(globToRegExp('team-a/**').test('team-a/app'))
+  assert.ok(globToRegExp('team-a/**').test('team-a/x/y'))
+  assert.ok(!globToRegExp('team-a/**').test('team-a'))
+  assert.ok(!globToRegExp('team-a/**').test('team-ab/x'))
+  assert.ok(globToRegExp('bob/*').test('bob/app'))
+  assert.ok(!globToRegExp('bob/*').test('bob/app/x'))
+  assert.ok(globToRegExp('app-?').test('app-1'))
+  assert.ok(!globToRegExp('app-?').test('app-12'))
+  assert.ok(!globToRegExp('a.b').test('axb'), 'dots are literal')
+})

@@ -1,0 +1,77 @@
+// Reading the request target without sockets: framing that Node lets through, form bodies the registry
+// would read, paths that are not canonical, names outside the grammar, mount sources.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
+import { readTarget } from '../../src/registry/target.js'
+import { formBodyProblem, mountSources } from '../../src/registry/parameters.js'
+import { isCanonicalPath, isRepositoryName, methodAction, namesBadRepository, parseRegistryPath } from '../../src/registry/path.js'
+
+function req (url: string, raw: string[] = ['Host', 'r.example'], version = '1.1'): IncomingMessage {
+  const headers: Record<string, string> = {}
+  for (let i = 0; i < raw.length; i += 2) headers[raw[i].toLowerCase()] ??= raw[i + 1]
+  const [major, minor] = version.split('.').map(Number)
+  return { url, rawHeaders: raw, headers, httpVersion: version, httpVersionMajor: major, httpVersionMinor: minor } as unknown as IncomingMessage
+}
+const refusal = (t: ReturnType<typeof readTarget>) => 'refused' in t ? t.refused : 'ok'
+
+test('framing a proxy must refuse: HTTP/0.9 and 1.2+, two Hosts, a Host that is not a host, chunked HTTP/1.0', () => {
+  assert.equal(refusal(readTarget(req('/v2/'))), 'ok')
+  assert.equal(refusal(readTarget(req('/v2/', ['Host', 'r.example'], '1.0'))), 'ok')
+  assert.equal(refusal(readTarget(req('/v2/', [], '1.0'))), 'ok', 'HTTP/1.0 may omit Host')
+  assert.equal(refusal(readTarget(req('/v2/', ['Host', 'r.example'], '0.9'))), 'framing')
+  assert.equal(refusal(readTarget(req('/v2/', ['Host', 'r.example'], '1.2'))), 'framing')
+  assert.equal(refusal(readTarget(req('/v2/', ['Host', 'a', 'host', 'b']))), 'framing')
+  for (const host of ['a b', 'user@a', 'a/evil', '', 'a:99999x']) assert.equal(refusal(readTarget(req('/v2/', ['Host', host]))), 'framing', host)
+  for (const host of ['r.example:8443', '10.0.0.1', '[::1]:443', 'localhost']) assert.equal(refusal(readTarget(req('/v2/', ['Host', host]))), 'ok', host)
+  assert.equal(refusal(readTarget(req('/v2/', ['Host', 'a', 'Transfer-Encoding', 'chunked'], '1.0'))), 'framing')
+  assert.equal(refusal(readTarget(req('/v2/', ['Host', 'a', 'Transfer-Encoding', 'chunked']))), 'ok')
+})
+
+test('targets: absolute forms refused and closed, non-canonical paths refused, bad names NAME_INVALID', () => {
+  assert.equal(refusal(readTarget(req('http://r.example/v2/'))), 'absolute')
+  assert.equal(refusal(readTarget(req('*'))), 'absolute')
+  for (const path of ['/v2/a%2Fb/manifests/x', '/v2/a/../b/manifests/x', '/v2//a/manifests/x', '/v2/a/./manifests/x', '/v2/a\\b/manifests/x', '/v2/a;b/manifests/x', '/v2/.hidden/manifests/x']) {
+    assert.equal(refusal(readTarget(req(path))), 'path', path)
+    assert.equal(isCanonicalPath(path), false, path)
+  }
+  assert.equal(refusal(readTarget(req('/v2/a/manifests/x?q=%2F..'))), 'ok', 'the query is not part of the path check')
+  assert.equal(refusal(readTarget(req('/v2/UPPER/manifests/x'))), 'name')
+  assert.equal(refusal(readTarget(req(`/v2/${'a'.repeat(256)}/manifests/x`))), 'name')
+  assert.equal(refusal(readTarget(req(`/v2/${'a'.repeat(255)}/manifests/x`))), 'ok')
+  assert.equal(refusal(readTarget(req('/healthz'))), 'ok', 'not a registry path: the access rules answer 404')
+  assert.deepEqual(readTarget(req('/v2/team/app/blobs/uploads/')), { action: { kind: 'upload', repository: 'team/app', reference: null } })
+  assert.equal(namesBadRepository('/v2/x/manifests/y', parseRegistryPath('/v2/x/manifests/y')), false)
+})
+
+test('repository names: distribution\'s grammar and length', () => {
+  for (const name of ['a', 'team/app', 'a.b_c-d/e__f', 'a--b', `${'a'.repeat(255)}`]) assert.equal(isRepositoryName(name), true, name)
+  for (const name of ['', 'A', 'a/', '/a', 'a//b', '-a', 'a-', 'a..b', 'a.', '_a', `${'a'.repeat(256)}`, 'private/secret?x']) assert.equal(isRepositoryName(name), false, name)
+})
+
+test('methods map to the actions of the rules', () => {
+  assert.deepEqual(['GET', 'HEAD', 'OPTIONS', undefined, 'POST', 'PUT', 'PATCH', 'DELETE'].map(methodAction), ['pull', 'pull', 'pull', 'pull', 'push', 'push', 'push', 'delete'])
+})
+
+test('a body the registry would read as a form is refused, in every spelling; other types pass', () => {
+  const problem = (type: string | string[]) => {
+    const raw = (Array.isArray(type) ? type : [type]).flatMap((t) => ['Content-Type', t])
+    return formBodyProblem({ 'content-type': Array.isArray(type) ? type[0] : type }, raw)
+  }
+  for (const type of ['application/x-www-form-urlencoded', 'Application/X-WWW-Form-Urlencoded; charset=utf-8', ' multipart/form-data ; boundary=x', 'MULTIPART/FORM-DATA']) {
+    assert.match(problem(type) ?? '', /form bodies/, type)
+  }
+  assert.match(problem(['application/octet-stream', 'application/x-www-form-urlencoded']) ?? '', /more than one/)
+  assert.match(problem(Buffer.from('applİcation/x-www-form-urlencoded').toString('latin1')) ?? '', /ASCII/)
+  for (const type of ['application/octet-stream', 'application/vnd.oci.image.manifest.v1+json', 'application/vnd.example.platform+json', 'multipart/mixed']) assert.equal(problem(type), null, type)
+  assert.equal(formBodyProblem({}, []), null)
+})
+
+test('mount sources: every non-empty `from` of a POST, whatever the order or the spelling', () => {
+  assert.deepEqual(mountSources('POST', '/v2/a/blobs/uploads/?mount=sha256:x&from=b&from=c'), ['b', 'c'])
+  assert.deepEqual(mountSources('POST', '/v2/a/blobs/uploads/?from=b'), ['b'], 'without mount too')
+  assert.deepEqual(mountSources('POST', '/v2/a/blobs/uploads/?%66rom=private%2Fsecret'), ['private/secret'])
+  assert.deepEqual(mountSources('POST', '/v2/a/blobs/uploads/?from=&from=x'), ['x'])
+  assert.deepEqual(mountSources('PUT', '/v2/a/blobs/uploads/u?from=b'), [])
+  assert.deepEqual(mountSources('POST', '/v2/a/blobs/uploads/'), [])
+})
