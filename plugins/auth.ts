@@ -7,18 +7,11 @@
 // throttling, htpasswd parsing or anonymous access.
 import fp from 'fastify-plugin'
 import basicAuth from '@fastify/basic-auth'
-import type { FastifyReply } from 'fastify'
 import { UserStore } from '../src/auth/users.js'
 import { registerAuthMetrics } from '../src/auth/metrics.js'
 import { Throttle } from '../src/auth/throttle.js'
 import type { AuthStats } from '../src/types.js'
-import { TooManyFailuresError, UnauthorizedError, type RegistryErrorShape } from '../src/errors.js'
-
-/** The 401 every unauthenticated refusal carries, so `docker login` knows to send credentials. */
-export function challenge (reply: FastifyReply, value: string): Error {
-  reply.header('www-authenticate', value)
-  return new UnauthorizedError()
-}
+import { TooManyFailuresError, UnauthorizedError, challenged, type RegistryErrorShape } from '../src/errors.js'
 
 export default fp(async function auth (fastify) {
   const cfg = fastify.berthConfig.auth
@@ -61,7 +54,7 @@ export default fp(async function auth (fastify) {
   })
 
   fastify.addHook('onRequest', (request, reply, done) => {
-    // No credentials: anonymous. plugins/access.ts decides, and challenges when it must.
+    // No credentials: anonymous. plugins/authorization.ts decides, and challenges when it must.
     if (request.headers.authorization === undefined) { done(); return }
     const address = request.clientAddress
     const wait = throttle.blockedFor(address)
@@ -76,7 +69,7 @@ export default fp(async function auth (fastify) {
       stats.failures++
       if (throttle.fail(address)) request.log.warn({ client: address, blockMs: throttle.block }, 'too many failed logins: address blocked')
       // A malformed header (not base64, no colon, another scheme) gets the same 401 as a wrong password.
-      done((err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? (reply.header('www-authenticate', challengeValue), err) : challenge(reply, challengeValue))
+      done((err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? (reply.header('www-authenticate', challengeValue), err) : challenged(reply, challengeValue))
     })
   })
 }, {

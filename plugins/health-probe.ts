@@ -2,7 +2,6 @@
 // new server list with the new settings.
 import fp from 'fastify-plugin'
 import type { BerthConfig } from '../src/config/schema.js'
-import { upstreamTls } from '../src/upstream/dispatcher.js'
 import { startProbing } from '../src/upstream/probe.js'
 
 export default fp(async function healthProbe (fastify) {
@@ -11,8 +10,8 @@ export default fp(async function healthProbe (fastify) {
     for (const stop of stops) stop()
     const check = config.upstream.healthCheck
     if (!check) { stops = []; return }
-    const tls = upstreamTls(config)
-    stops = fastify.upstreams.servers.map((s) => startProbing(s, check, tls, fastify.log))
+    const pool = fastify.upstreams
+    stops = pool.servers.map((s) => startProbing(s, check, pool.tls, fastify.log))
   }
   fastify.addHook('onReady', async () => { start(fastify.berthConfig) })
   fastify.addHook('onClose', async () => { for (const stop of stops) stop() })

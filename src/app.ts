@@ -14,7 +14,7 @@ import clientAddress from '../plugins/client-address.js'
 import accessLog from '../plugins/access-log.js'
 import bodyLimit from '../plugins/body-limit.js'
 import auth from '../plugins/auth.js'
-import access from '../plugins/access.js'
+import authorization from '../plugins/authorization.js'
 import upstreamPool from '../plugins/upstream-pool.js'
 import healthProbe from '../plugins/health-probe.js'
 import admin from '../plugins/admin.js'
@@ -102,7 +102,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   await app.register(bodyLimit)
   if (config.auth) {
     await app.register(auth)
-    await app.register(access)
+    await app.register(authorization)
   }
   // Custom plugins, then the proxy inside the innermost plugin context (see src/user-plugins.ts).
   await registerUserPlugins(app, config, async (context) => { await context.register(proxy) })

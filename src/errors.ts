@@ -44,6 +44,12 @@ export class ConfigError extends Error {
   }
 }
 
+/** The 401 every unauthenticated refusal carries, with the challenge that makes `docker login` send credentials. */
+export function challenged (reply: FastifyReply, challenge: string): Error {
+  reply.header('www-authenticate', challenge)
+  return new UnauthorizedError()
+}
+
 /** A registry-shaped error for plugins to throw from hooks (also `fastify.registryError`). */
 export function registryError (statusCode: number, registryCode: string, message: string, detail?: unknown): RegistryErrorShape {
   return Object.assign(new Error(message), { code: `BERTH_PLUGIN_${registryCode}`, statusCode, registryCode, detail })

@@ -16,16 +16,16 @@ export function secureContextOptions (tls: NonNullable<BerthConfig['tls']>): Sec
   }
 }
 
-/** Options for node:http(s).createServer besides TLS: the header deadline and how often it is checked. */
-export function serverHttpOptions (config: BerthConfig): { headersTimeout: number, requestTimeout: number, connectionsCheckingInterval: number, keepAliveTimeout: number } {
+/**
+ * Options for node:http(s).createServer besides TLS: the header deadline and how often it is checked.
+ * (The request and keep-alive timeouts are Fastify's own options, set in src/app.ts.)
+ */
+export function serverHttpOptions (config: BerthConfig): { headersTimeout: number, connectionsCheckingInterval: number } {
   const header = config.timeouts.header
   return {
     headersTimeout: header,
-    // No whole-request deadline: a 2 GB layer over a slow link must not hit one.
-    requestTimeout: 0,
     // Node checks the header deadline on this interval (30 s by default): check often enough to keep it.
-    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(header / 4))),
-    keepAliveTimeout: 75_000
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(header / 4)))
   }
 }
 

@@ -8,7 +8,7 @@ import { fetchWhole } from '../upstream/fetch.js'
 import { followFill, serveCopy } from '../cache/serve.js'
 import { upstreamRequestHeaders } from './headers.js'
 import type { Cacheable } from './exchange.js'
-import { forwardingOf, proxy, watchClient, type ProxyContext } from './send.js'
+import { clientSideOf, sendUpstream, watchClient, type ProxyContext } from './send.js'
 
 /** How long a miss waits for another download of the same blob to start its fill (nginx's
  * proxy_cache_lock_timeout); past that it fetches the blob itself. */
@@ -24,7 +24,7 @@ export async function fromCache (ctx: ProxyContext, request: FastifyRequest, res
       cache.stats.misses++
       // The first miss of a GET leads: the misses that follow wait for its fill and read it as it grows.
       const lead = followable && cache.leader(digest) === undefined ? cache.lead(digest) : undefined
-      proxy(ctx, request, res, { ...c, lead })
+      sendUpstream(ctx, request, res, { ...c, lead })
       return
     }
   }
@@ -33,7 +33,7 @@ export async function fromCache (ctx: ProxyContext, request: FastifyRequest, res
     if (status === 404) cache.unconfirm(repository, digest)
     if (status !== 200) {
       // Not there (404), or no answer: the upstream answers the request itself, as without a cache.
-      proxy(ctx, request, res, null)
+      sendUpstream(ctx, request, res, null)
       return
     }
     cache.confirm(repository, digest)
@@ -45,11 +45,11 @@ export async function fromCache (ctx: ProxyContext, request: FastifyRequest, res
   if (followable && fill !== undefined) {
     cache.stats.followers++
     // The fill could not finish: this client continues from the upstream where it is.
-    if (await followFill(fill, request, res, (verifier) => { proxy(ctx, request, res, null, verifier) })) return
+    if (await followFill(fill, request, res, (verifier) => { sendUpstream(ctx, request, res, null, verifier) })) return
     if (cache.sizeOf(digest) !== undefined && await serveCopy(cache, request, res, digest)) return
   }
   cache.stats.misses++
-  proxy(ctx, request, res, c)
+  sendUpstream(ctx, request, res, c)
 }
 
 /** The status of a HEAD for `path` on a server the pool picks, with the request's own headers minus
@@ -57,7 +57,7 @@ export async function fromCache (ctx: ProxyContext, request: FastifyRequest, res
 async function confirmingHead (ctx: ProxyContext, request: FastifyRequest, path: string): Promise<number> {
   const upstream = ctx.pool().pick()
   if (upstream === null) return 0
-  const all = upstreamRequestHeaders(request.raw, forwardingOf(request, ctx.options())).headers
+  const all = upstreamRequestHeaders(request.raw, clientSideOf(request, ctx.options())).headers
   const headers: string[] = []
   for (let i = 0; i < all.length; i += 2) {
     if (all[i] !== 'range' && !all[i].startsWith('if-')) headers.push(all[i], all[i + 1])

@@ -6,13 +6,13 @@ import { fetchWhole } from '../upstream/fetch.js'
 import { filteredCatalog } from '../registry/catalog.js'
 import { API_VERSION, API_VERSION_HEADER, UpstreamUnavailableError, writeRegistryError } from '../errors.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
-import { forwardingOf, type ProxyContext } from './send.js'
+import { clientSideOf, type ProxyContext } from './send.js'
 
 export function listCatalog (ctx: ProxyContext, request: FastifyRequest, res: ServerResponse, visible: (name: string) => boolean): void {
   const url = request.raw.url ?? ''
   const q = url.indexOf('?')
   const pool = ctx.pool()
-  const { headers, publicOrigin } = upstreamRequestHeaders(request.raw, forwardingOf(request, ctx.options()))
+  const { headers, publicOrigin } = upstreamRequestHeaders(request.raw, clientSideOf(request, ctx.options()))
   const fetchPage = async (query: string) => {
     const upstream = pool.pick()
     if (upstream === null) throw new UpstreamUnavailableError()

@@ -3,7 +3,7 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { checkable } from '../registry/digest.js'
-import { proxy, type ProxyContext } from './send.js'
+import { sendUpstream, type ProxyContext } from './send.js'
 import { fromCache } from './cached.js'
 import { listCatalog } from './catalog.js'
 
@@ -29,11 +29,11 @@ export function forward (ctx: ProxyContext, request: FastifyRequest, res: Server
     const c = { cache, repository, digest: reference }
     fromCache(ctx, request, res, c).catch((err: Error) => {
       request.log.error({ err }, 'blob cache: could not serve a copy')
-      if (!res.headersSent) proxy(ctx, request, res, null)
+      if (!res.headersSent) sendUpstream(ctx, request, res, null)
       else res.destroy()
     })
     return
   }
-  proxy(ctx, request, res, null)
+  sendUpstream(ctx, request, res, null)
 }
 

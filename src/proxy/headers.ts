@@ -17,7 +17,8 @@ function connectionTokens (value: string | string[] | undefined): Set<string> | 
   return new Set(list.map((t) => t.trim()).filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'host'))
 }
 
-export interface Forwarding {
+/** Where a request came from, as the header policy needs it. */
+export interface ClientSide {
   /** berth's own scheme toward clients. */
   proto: 'http' | 'https'
   /** request.clientAddress, and whether the peer is a trusted proxy. */
@@ -34,7 +35,7 @@ export interface UpstreamHeaders {
   publicOrigin: string
 }
 
-export function upstreamRequestHeaders (req: IncomingMessage, f: Forwarding): UpstreamHeaders {
+export function upstreamRequestHeaders (req: IncomingMessage, f: ClientSide): UpstreamHeaders {
   const raw = req.rawHeaders
   const named = connectionTokens(req.headers.connection)
   const out: string[] = []

@@ -6,7 +6,7 @@ import type { UpstreamPool } from '../upstream/pool.js'
 import type { BlobCache } from '../cache/store.js'
 import { checkable, type DigestVerifier } from '../registry/digest.js'
 import { peerAddress } from '../net.js'
-import { upstreamRequestHeaders, type Forwarding } from './headers.js'
+import { upstreamRequestHeaders, type ClientSide } from './headers.js'
 import { requestBody } from './request-body.js'
 import type { RetryPolicy } from './retry.js'
 import type { SendBudget } from './flow.js'
@@ -31,7 +31,7 @@ export interface ProxyContext {
 }
 
 /** What the header policy needs to know of a request. */
-export function forwardingOf (request: FastifyRequest, o: ProxyOptions): Forwarding {
+export function clientSideOf (request: FastifyRequest, o: ProxyOptions): ClientSide {
   const req = request.raw
   let fallbackHost = ''
   if (req.headers.host === undefined) {
@@ -51,9 +51,9 @@ function digestOf (request: FastifyRequest): string | null {
 }
 
 /** Sends the request upstream (or, with `resumeAt`, continues a download the client has part of). */
-export function proxy (ctx: ProxyContext, request: FastifyRequest, res: ServerResponse, cacheable: Cacheable | null, resumeAt?: DigestVerifier): void {
+export function sendUpstream (ctx: ProxyContext, request: FastifyRequest, res: ServerResponse, cacheable: Cacheable | null, resumeAt?: DigestVerifier): void {
   const o = ctx.options()
-  const { headers, publicOrigin } = upstreamRequestHeaders(request.raw, forwardingOf(request, o))
+  const { headers, publicOrigin } = upstreamRequestHeaders(request.raw, clientSideOf(request, o))
   const body = resumeAt === undefined ? requestBody(request, o.limit) : null
   const exchange = new Exchange({ request, res, pool: ctx.pool(), policy: o.policy, budget: ctx.budget, headers, publicOrigin, body, cacheable, digest: digestOf(request) })
   // Every check passed: now the client may send the body it announced.

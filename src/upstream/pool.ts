@@ -2,7 +2,7 @@
 // least connections, backups, passive failures. A reload builds a new pool that keeps the servers that
 // stay, with their health and, when their TLS and timeouts are unchanged, their connections.
 import type { BerthConfig } from '../config/schema.js'
-import { UpstreamDispatcher, dispatcherKey, upstreamTls } from './dispatcher.js'
+import { UpstreamDispatcher, dispatcherKey, upstreamTls, type UpstreamTls } from './dispatcher.js'
 import { Upstream, type UpstreamSnapshot } from './upstream.js'
 
 export { Upstream, type UpstreamSnapshot, type ProbeResult } from './upstream.js'
@@ -13,6 +13,8 @@ export class UpstreamPool {
   readonly dispatcherKey: string
   /** Every server's origin (`https://host:port`), for the Location and Link headers that name one. */
   readonly origins: ReadonlySet<string>
+  /** The upstream CA and verification, read once for the connections and the health probes. */
+  readonly tls: UpstreamTls
   /** Smooth weighted round robin state, per server. */
   readonly #current = new Map<Upstream, number>()
 
@@ -23,7 +25,7 @@ export class UpstreamPool {
     this.balance = config.upstream.balance
     this.dispatcherKey = dispatcherKey(config)
     const sameConnections = previous !== null && previous.dispatcherKey === this.dispatcherKey
-    let tls: ReturnType<typeof upstreamTls> | null = null
+    this.tls = upstreamTls(config)
     this.servers = config.upstream.servers.map((s) => {
       const url = new URL(s.url)
       const settings = { weight: s.weight, backup: s.backup, maxFails: s.maxFails, failTimeout: s.failTimeout }
@@ -32,8 +34,7 @@ export class UpstreamPool {
         before.configure(settings)
         return before
       }
-      tls ??= upstreamTls(config)
-      const fresh = new Upstream(url, settings, new UpstreamDispatcher(url, config, tls), initial)
+      const fresh = new Upstream(url, settings, new UpstreamDispatcher(url, config, this.tls), initial)
       if (before !== undefined) fresh.inherit(before)
       return fresh
     })

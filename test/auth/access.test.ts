@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { startBerth, startUpstream, request, registryError, basic, htpasswdFile, type Berth, type ConfigInput } from '../helper.js'
-import { globToRegExp } from '../../src/auth/access.js'
+import { globToRegExp } from '../../src/auth/rules.js'
 
 const USERS = ['ci-bot', 'alice', 'bob', 'admin', 'eve']
 

@@ -1,7 +1,7 @@
 // The access verdict without sockets: every repository a request names, with the action it needs.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { AccessPolicy, decide, globToRegExp } from '../../src/auth/access.js'
+import { AccessPolicy, decide, globToRegExp } from '../../src/auth/rules.js'
 import { parseRegistryPath } from '../../src/registry/path.js'
 import { parseConfig } from '../../src/config/load.js'
 

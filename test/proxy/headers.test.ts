@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
-import { clientResponseHeaders, rewriteUrl, upstreamRequestHeaders, type Forwarding } from '../../src/proxy/headers.js'
+import { clientResponseHeaders, rewriteUrl, upstreamRequestHeaders, type ClientSide } from '../../src/proxy/headers.js'
 import { TrustedProxies, cidrProblem, peerAddress } from '../../src/net.js'
 
 function req (raw: string[]): IncomingMessage {
@@ -11,7 +11,7 @@ function req (raw: string[]): IncomingMessage {
   for (let i = 0; i < raw.length; i += 2) headers[raw[i].toLowerCase()] ??= raw[i + 1]
   return { rawHeaders: raw, headers } as unknown as IncomingMessage
 }
-const f: Forwarding = { proto: 'https', client: '192.0.2.7', peer: '192.0.2.7', trusted: false, fallbackHost: 'registry.example.com:8443' }
+const f: ClientSide = { proto: 'https', client: '192.0.2.7', peer: '192.0.2.7', trusted: false, fallbackHost: 'registry.example.com:8443' }
 const pairs = (flat: string[]) => Array.from({ length: flat.length / 2 }, (_, i) => `${flat[2 * i]}: ${flat[2 * i + 1]}`)
 
 test('Host is never dropped, not even when Connection names it; without one the fallback is sent', () => {

@@ -1,14 +1,13 @@
 // What the requester may do: the registry action (from plugins/request-target.ts) checked against the
-// access rules (src/auth/access.ts). 401 with a challenge for anonymous clients, 403 DENIED for users
+// access rules (src/auth/rules.ts). 401 with a challenge for anonymous clients, 403 DENIED for users
 // without the right, 404 for what is not a registry API call.
 import fp from 'fastify-plugin'
-import { AccessPolicy, decide } from '../src/auth/access.js'
-import { DeniedError, NameInvalidError, NotFoundError } from '../src/errors.js'
-import { challenge } from './auth.js'
+import { AccessPolicy, decide } from '../src/auth/rules.js'
+import { DeniedError, NameInvalidError, NotFoundError, challenged } from '../src/errors.js'
 
 export default fp(async function access (fastify) {
   const cfg = fastify.berthConfig.auth
-  if (!cfg) throw new Error('berth-access registered without an auth section')
+  if (!cfg) throw new Error('berth-authorization registered without an auth section')
   let policy = new AccessPolicy(cfg)
   fastify.onReload({
     name: 'access',
@@ -28,12 +27,12 @@ export default fp(async function access (fastify) {
     switch (verdict.why) {
       case 'not-api': done(new NotFoundError()); return
       case 'name': done(new NameInvalidError()); return
-      case 'challenge': done(challenge(reply, fastify.authState.challenge)); return
+      case 'challenge': done(challenged(reply, fastify.authState.challenge)); return
       case 'denied': done(new DeniedError())
     }
   })
 }, {
-  name: 'berth-access',
+  name: 'berth-authorization',
   fastify: '5.x',
   dependencies: ['berth-auth', 'berth-request-target'],
   decorators: { fastify: ['berthConfig', 'onReload', 'authState'], request: ['registryAction', 'catalogFilter', 'user'] }
