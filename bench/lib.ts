@@ -1,5 +1,5 @@
-// What the benchmark needs besides the test fixtures: nginx as operators set it up in front of a registry, process CPU and memory readings
-// from /proc, curl and autocannon runs, and medians.
+// What the benchmark needs besides the test fixtures: process CPU and memory readings from /proc, curl
+// and autocannon runs, medians, and an upstream answering from memory. The peers are in bench/peers.ts.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
@@ -129,55 +129,6 @@ export async function load (opts: { port: number, path: string, method?: 'GET' |
 export interface Nginx { port: number, pid: number, version: string }
 
 /**
- * nginx (Debian's nginx-light) configured as the usual nginx-in-front-of-a-registry server {} block (docs/nginx.md): the Tengine-only `check`
- * line left out, `proxy_request_buffering off` and `proxy_http_version 1.1` added so that it streams,
- * `worker_processes auto` as Debian's nginx.conf ships it.
- */
-export async function startNginx (t: Cleanups, prefix: string, o: { port: number, registryPort: number, cert: string, key: string, htpasswd: string, ca: string }): Promise<Nginx> {
-  need('nginx', 'nginx-light')
-  mkdirSync(join(prefix, 'logs'), { recursive: true })
-  const conf = join(prefix, 'nginx.conf')
-  writeFileSync(conf, `
-worker_processes auto;
-error_log ${prefix}/logs/error.log;
-pid ${prefix}/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log ${prefix}/logs/access.log;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  upstream registry { server 127.0.0.1:${o.registryPort} weight=1; }
-  server {
-    listen 127.0.0.1:${o.port} ssl;
-    server_name localhost;
-    ssl_certificate ${o.cert};
-    ssl_certificate_key ${o.key};
-    ssl_session_cache shared:SSL:1m;
-    ssl_session_timeout 5m;
-    ssl_ciphers HIGH:!aNULL:!MD5;
-    ssl_prefer_server_ciphers on;
-    client_max_body_size 300m;
-    chunked_transfer_encoding on;
-    location / {
-      auth_basic "Auth";
-      auth_basic_user_file ${o.htpasswd};
-      proxy_pass https://registry;
-      proxy_next_upstream error timeout invalid_header http_500 http_502 http_503 http_504;
-      proxy_redirect off;
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_http_version 1.1;
-      proxy_set_header Host $http_host;
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }
-  }
-}
-`)
-  return await runNginx(t, prefix, conf, o)
-}
-
-/**
  * A stand-in for a registry that is never the bottleneck: nginx answering GET /v2/ and the HEAD of a
  * manifest from memory over TLS (kept-alive). The `static` section puts both proxies in front of it to
  * measure what proxying itself costs, apart from a registry that on a shared machine takes most of the CPU.
@@ -214,7 +165,7 @@ http {
 }
 
 /** nginx in the foreground with `conf`, stopped (SIGQUIT) by the cleanups; resolves once it answers. */
-async function runNginx (t: Cleanups, prefix: string, conf: string, o: { port: number, ca: string }): Promise<Nginx> {
+export async function runNginx (t: Cleanups, prefix: string, conf: string, o: { port: number, ca: string }): Promise<Nginx> {
   const child: ChildProcess = spawn('nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
   child.stderr?.on('data', (c) => { err += c })

@@ -1,34 +1,43 @@
-// npm run bench — berth against the nginx it replaces, in one run on this machine, round by round.
+// npm run bench — berth against the proxies an operator would pick instead (bench/peers.ts), in one run on
+// this machine, round by round.
 //
-// Starts on loopback the registry (docker-registry, TLS), nginx (nginx-light) configured as the usual nginx registry
-// server {} block, and berth with the equivalent config: one certificate, one htpasswd file with an apr1
-// user and a bcrypt cost-12 user. Then, alternating the order every round and quoting medians:
-//   transfer  250 MB blob download; monolithic upload (POST, PUT with digest); chunked PATCH upload
+// Starts on loopback the registry (docker-registry, TLS), every peer and berth (its compiled build, as
+// the Docker image runs it; BERTH_SOURCES=1: from the sources through tsx, as `npm start`), with one
+// certificate and one htpasswd file (an apr1 user and a bcrypt cost-12 user). Then, alternating the order
+// every round and quoting medians:
+//   transfer  a 250 MB blob: download; monolithic upload (POST, PUT with digest); chunked PATCH upload;
+//             and what berth's digest check costs of its CPU on the download
 //   small     authenticated GET /v2/ and HEAD manifest, 32 connections, apr1 and bcrypt users
-//   static    the same (apr1 user) with both proxies in front of an upstream answering from memory
+//   static    the same (apr1 user) with every proxy in front of an upstream answering from memory
 //   401       no credentials: requests/s and the proxy's CPU time per request
-//   skopeo    skopeo copy push and pull of a 5-layer 300 MB image (wall time)
-//   cache     repeated pulls of one image: nginx, berth, and berth with its blob cache
-//   memory    berth's peak RSS over idle: 1 GB up and 1 GB down at once; 200 concurrent downloads
-// Prints a markdown table and writes bench/results/latest.json. Installs nothing: it names what is missing.
-// berth runs through bin/berth.js as `npm start` does; BERTH_BUILD=1: from its compiled build (bench/entry.js).
+//   skopeo    skopeo copy push and pull of a 5-layer image (wall time)
+//   cache     repeated pulls of one image through berth's blob cache; ten concurrent pulls of a new one
+//   memory    peak RSS over idle: berth streaming up and down at once; many concurrent downloads, each proxy
+// Prints a markdown table (one column per peer, and berth against the best of them) and, for a full run,
+// writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
-//   ROUNDS=3 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory]
+//   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory]
+//   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS; PEERS=nginx,nginx-tuned
 import { spawnSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
-import { randomBytes } from 'node:crypto'
 import { startRegistry, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
 import { spawnBerth, testCerts, sleep } from '../test/helper.js'
-import { median, need, curl, curlAsync, load, startNginx, startStaticUpstream, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
+import { median, need, curl, curlAsync, load, startStaticUpstream, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
+import { PEERS } from './peers.js'
 
-const ROUNDS = Number(process.env.ROUNDS ?? 3)
+const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const SECONDS = Number(process.env.SECONDS ?? 2)
 const BLOB_MB = Number(process.env.BLOB_MB ?? 250)
+const IMAGE_MB = Number(process.env.IMAGE_MB ?? 60)
+const MEMORY_MB = Number(process.env.MEMORY_MB ?? 1000)
+const DOWNLOADS = Number(process.env.DOWNLOADS ?? 200)
+const SOURCES = process.env.BERTH_SOURCES === '1'
+const PEER_NAMES = (process.env.PEERS ?? Object.keys(PEERS).join(',')).split(',').filter((p) => p in PEERS)
 const CONNECTIONS = 32
 const onlyAt = process.argv.findIndex((a) => a.startsWith('--only'))
 const onlyArg = onlyAt < 0 ? '' : process.argv[onlyAt].includes('=') ? process.argv[onlyAt].split('=')[1] : process.argv[onlyAt + 1] ?? ''
@@ -42,10 +51,9 @@ const dir = mkdtempSync(join(tmpdir(), 'berth-bench-'))
 const started = Date.now()
 const log = (line: string) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`)
 
-type Name = 'registry' | 'nginx' | 'berth'
-interface Target { name: Name, port: number, pid: number, creds: string | null }
+interface Target { name: string, port: number, pid: number, creds: string | null }
 
-/** Every round reverses the order, so that neither side always runs on a warmer machine. */
+/** Every round reverses the order, so that no target always runs on a warmer machine. */
 const order = <T>(xs: T[], round: number): T[] => round % 2 === 0 ? xs : [...xs].reverse()
 
 function htpasswdLine (flags: string[], user: string, password: string): string {
@@ -78,10 +86,7 @@ async function quiet (targets: Target[]): Promise<void> {
   }
 }
 
-/**
- * `npm run build` when dist/ is older than a source file, for BERTH_BUILD=1: berth as the Docker image
- * runs it, from dist/ (bench/entry.js).
- */
+/** `npm run build` when dist/ is older than a source file: berth as the Docker image runs it. */
 function build (): void {
   const newest = (d: string): number => readdirSync(join(root, d), { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts'))
@@ -96,17 +101,28 @@ function build (): void {
 
 const results: Record<string, unknown> = {}
 const rows: string[] = []
-const ratio = (b: number, n: number) => Number.isFinite(b / n) ? `**${(b / n).toFixed(2)}x**` : '-'
-const fmt = (x: number, digits = 0) => Number.isFinite(x) ? x.toFixed(digits) : '-'
+const fmt = (x: number | undefined, digits = 0) => x !== undefined && Number.isFinite(x) ? x.toFixed(digits) : '-'
+const columns = ['registry', ...PEER_NAMES, 'berth']
+
+/**
+ * One table row: a number per column, and berth's against the best peer's (the highest, or the lowest
+ * when lower is better), so that a ratio above 1 is better for MB/s and req/s and below 1 for times.
+ */
+function row (label: string, v: Record<string, number | undefined>, better: 'higher' | 'lower', target = '', digits = 0): string {
+  const peers = PEER_NAMES.map((p) => v[p]).filter((x): x is number => x !== undefined && Number.isFinite(x) && x > 0)
+  const best = peers.length === 0 ? NaN : better === 'higher' ? Math.max(...peers) : Math.min(...peers)
+  const r = (v.berth ?? NaN) / best
+  return `| ${label} | ${columns.map((c) => fmt(v[c], digits)).join(' | ')} | ${Number.isFinite(r) ? `**${r.toFixed(2)}x**` : '-'} | ${target} |`
+}
+const heading = (label: string) => `| **${label}** |${' |'.repeat(columns.length + 2)}`
 
 try {
   need('docker-registry', 'docker-registry')
-  need('nginx', 'nginx-light')
   need('curl', 'curl')
   need('htpasswd', 'apache2-utils')
   need('skopeo', 'skopeo')
-  if (process.env.BERTH_BUILD === '1') build()
-  const files = await testCerts() // one certificate for the registry, nginx and berth
+  if (!SOURCES) build()
+  const files = await testCerts() // one certificate for the registry, the peers and berth
   const registry = await startRegistry(t, join(dir, 'registry'))
   const users = { apr1: 'apr1-user:apr1 password', bcrypt: 'bcrypt-user:bcrypt password' }
   const htpasswd = join(dir, 'htpasswd')
@@ -118,48 +134,42 @@ try {
   chmodSync(dir, 0o755)
   chmodSync(htpasswd, 0o644)
 
-  const nginx = await startNginx(t, join(dir, 'nginx'), { port: await freePort(), registryPort: registry.port, cert: files.cert, key: files.key, htpasswd, ca: files.caCert })
-  // berth, with the equivalent config (and its own CA bundle for the upstream check, which nginx skips)
-  writeFileSync(join(dir, 'berth.yaml'), [
-    'listen: { host: 127.0.0.1, port: 0 }',
-    `tls: { cert: ${files.cert}, key: ${files.key} }`,
-    `auth: { htpasswd: ${htpasswd} }`,
-    `upstream: { servers: [ { url: "https://127.0.0.1:${registry.port}" } ], tls: { ca: ${files.caCert} } }`,
-    'limits: { maxBodySize: 300m }',
-    // the error log on stderr: spawnBerth waits for its "berth listening" line
-    `log: { access: ${join(dir, 'berth-access.log')}, error: "-" }`
-  ].join('\n'))
-  // berth through bin/berth.js, or from its compiled build with BERTH_BUILD=1 (bench/entry.js says why the
-  // default); BERTH_WORKERS=N: in N node:cluster workers (the `workers` experiment)
-  const workers = Number(process.env.BERTH_WORKERS ?? 1)
-  const berthProc = await spawnBerth(t, ['--config', join(dir, 'berth.yaml')], '../bench/entry.js')
-  // `static`: a second nginx and berth, configured the same, in front of an upstream answering from memory
-  const statics = wanted('static') ? await startStatics() : null
-  async function startStatics (): Promise<Record<'upstream' | 'nginx' | 'berth', Target>> {
-    const upstream = await startStaticUpstream(t, join(dir, 'static'), { port: await freePort(), cert: files.cert, key: files.key, ca: files.caCert })
-    const proxy = await startNginx(t, join(dir, 'nginx-static'), { port: await freePort(), registryPort: upstream.port, cert: files.cert, key: files.key, htpasswd, ca: files.caCert })
-    writeFileSync(join(dir, 'berth-static.yaml'), readFileSync(join(dir, 'berth.yaml'), 'utf8').replace(`127.0.0.1:${registry.port}`, `127.0.0.1:${upstream.port}`).replace('berth-access.log', 'berth-static-access.log'))
-    const b = await spawnBerth(t, ['--config', join(dir, 'berth-static.yaml')], '../bench/entry.js')
-    return {
-      upstream: { name: 'registry', port: upstream.port, pid: upstream.pid, creds: null },
-      nginx: { name: 'nginx', port: proxy.port, pid: proxy.pid, creds: users.apr1 },
-      berth: { name: 'berth', port: b.port, pid: b.child.pid as number, creds: users.apr1 }
+  const startPeers = async (upstreamPort: number, suffix: string): Promise<Target[]> => {
+    const out: Target[] = []
+    for (const name of PEER_NAMES) {
+      const p = await PEERS[name](t, join(dir, `${name}${suffix}`), { port: await freePort(), upstreamPort, cert: files.cert, key: files.key, htpasswd, ca: files.caCert })
+      out.push({ name, port: p.port, pid: p.pid, creds: users.apr1 })
+      log(`${name} ${p.version} :${p.port}${suffix}`)
     }
+    return out
   }
-  const targets: Record<Name, Target> = {
-    registry: { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null },
-    nginx: { name: 'nginx', port: nginx.port, pid: nginx.pid, creds: users.apr1 },
-    berth: { name: 'berth', port: berthProc.port, pid: berthProc.child.pid as number, creds: users.apr1 }
+  const berthConfig = (name: string, upstreamPort: number, extra = '') => {
+    writeFileSync(join(dir, `${name}.yaml`), [
+      'listen: { host: 127.0.0.1, port: 0 }',
+      `tls: { cert: ${files.cert}, key: ${files.key} }`,
+      `auth: { htpasswd: ${htpasswd} }`,
+      `upstream: { servers: [ { url: "https://127.0.0.1:${upstreamPort}" } ], tls: { ca: ${files.caCert} } }`,
+      'limits: { maxBodySize: 300m }',
+      // the error log on stderr: spawnBerth waits for its "berth listening" line
+      `log: { access: ${join(dir, `${name}-access.log`)}, error: "-" }`,
+      extra
+    ].join('\n'))
+    return join(dir, `${name}.yaml`)
   }
+  const startBerthTarget = async (name: string, upstreamPort: number, extra = ''): Promise<Target> => {
+    const b = await spawnBerth(t, ['--config', berthConfig(name, upstreamPort, extra)], '../bench/entry.js')
+    return { name: 'berth', port: b.port, pid: b.child.pid as number, creds: users.apr1 }
+  }
+  process.env.BERTH_BUILD = SOURCES ? '0' : '1' // read by bench/entry.js in the berth processes
+  const peers = await startPeers(registry.port, '')
+  const berth = await startBerthTarget('berth', registry.port)
+  const direct: Target = { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null }
+  const proxies = [...peers, berth]
+  const everything = [direct, ...proxies]
+  log(`registry :${registry.port}, berth :${berth.port} (${SOURCES ? 'sources through tsx' : 'compiled build'})`)
   const ca = ['--cacert', files.caCert]
   const auth = (target: Target) => target.creds === null ? [] : ['-u', target.creds]
   const url = (target: Target, path: string) => `https://localhost:${target.port}${path}`
-  log(`registry :${registry.port}, nginx ${nginx.version} :${nginx.port}, berth :${berthProc.port}${workers > 1 ? ` (${workers} workers)` : ''}`)
-  if (process.argv.includes('--hold')) {
-    // everything stays up for measurements by hand until Ctrl-C
-    log(`holding: CA ${files.caCert}, users ${Object.values(users).join(', ')}; pids berth ${targets.berth.pid}, nginx ${targets.nginx.pid}, registry ${targets.registry.pid}`)
-    await new Promise((resolve) => process.once('SIGINT', resolve))
-  }
 
   // ---- transfer -------------------------------------------------------------------------------
   const blob = join(dir, 'blob')
@@ -185,23 +195,23 @@ try {
     return patch + put
   }
   const download = (target: Target): number => Number(curl([...ca, ...auth(target), '-o', '/dev/null', '-w', '%{time_total}', url(target, `/v2/bench/blob/blobs/${digest}`)]))
-  pushBlob(targets.registry, 'bench/blob', blob, digest)
+  pushBlob(direct, 'bench/blob', blob, digest)
+  const perTarget = (): Record<string, number[]> => Object.fromEntries(everything.map((x) => [x.name, []]))
+  const medians = (r: Record<string, number[]>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, median(v)]))
 
   if (wanted('transfer')) {
-    const all = [targets.registry, targets.nginx, targets.berth]
-    for (const target of all) download(target) // warm up: page cache, TLS sessions, JIT
-    const r: Record<string, Record<Name, number[]>> = { download: { registry: [], nginx: [], berth: [] }, monolithic: { registry: [], nginx: [], berth: [] }, chunked: { registry: [], nginx: [], berth: [] } }
+    for (const target of everything) download(target) // warm up: page cache, TLS sessions, JIT
+    const r: Record<string, Record<string, number[]>> = { download: perTarget(), monolithic: perTarget(), chunked: perTarget() }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of order(all, round)) r.download[target.name].push(MB / download(target))
-      for (const target of order(all, round)) r.monolithic[target.name].push(MB / pushBlob(target, `bench/up-${round}`, blob, digest))
-      for (const target of order(all, round)) r.chunked[target.name].push(MB / patchBlob(target, `bench/patch-${round}`))
-      log(`transfer round ${round + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${all.map((x) => `${x.name} ${fmt(v[x.name].at(-1) as number)}`).join(' ')}`).join('; ')} MB/s`)
+      for (const target of order(everything, round)) r.download[target.name].push(MB / download(target))
+      for (const target of order(everything, round)) r.monolithic[target.name].push(MB / pushBlob(target, `bench/up-${round}`, blob, digest))
+      for (const target of order(everything, round)) r.chunked[target.name].push(MB / patchBlob(target, `bench/patch-${round}`))
+      log(`transfer round ${round + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${everything.map((x) => `${x.name} ${fmt(v[x.name].at(-1))}`).join(' ')}`).join('; ')} MB/s`)
     }
     results.transfer = r
-    rows.push(`| **${BLOB_MB} MiB blob, MB/s** | | | | | |`)
+    rows.push(heading(`${BLOB_MB} MiB blob, MB/s`))
     for (const [key, label] of [['download', 'download (GET)'], ['monolithic', 'monolithic upload (POST, PUT)'], ['chunked', 'chunked upload (POST, PATCH, PUT)']]) {
-      const [g, n, b] = (['registry', 'nginx', 'berth'] as Name[]).map((x) => median(r[key][x]))
-      rows.push(`| ${label} | ${fmt(g)} | ${fmt(n)} | ${fmt(b)} | ${ratio(b, n)} | >= 1.0x |`)
+      rows.push(row(label, medians(r[key]), 'higher', '>= 1.0x'))
     }
     // What berth's digest check costs on a download: its CPU for one download, and what hashing the same
     // bytes costs (SHA-256, the same OpenSSL, measured here), as a share of it.
@@ -209,9 +219,9 @@ try {
     const hashing: number[] = []
     const body = readFileSync(blob)
     for (let round = 0; round < ROUNDS; round++) {
-      const before = cpuSeconds(targets.berth.pid)
-      download(targets.berth)
-      cpu.push(cpuSeconds(targets.berth.pid) - before)
+      const before = cpuSeconds(berth.pid)
+      download(berth)
+      cpu.push(cpuSeconds(berth.pid) - before)
       // the hashing alone, over the body in memory in the 64 KiB pieces berth hashes
       const start = process.hrtime.bigint()
       const hash = createHash('sha256')
@@ -220,7 +230,7 @@ try {
       hashing.push(Number(process.hrtime.bigint() - start) / 1e9)
     }
     results.digestCheck = { berthCpuSeconds: cpu, sha256Seconds: hashing }
-    rows.push(`| download: berth CPU s / of which the digest check (SHA-256 of the body) | | | ${fmt(median(cpu), 2)} / ${fmt(median(hashing), 2)} | ${fmt(100 * median(hashing) / median(cpu))} % | |`)
+    rows.push(`| download: berth's CPU seconds, of which its digest check (SHA-256 of the body) |${' |'.repeat(columns.length - 1)} ${fmt(median(cpu), 2)} / ${fmt(median(hashing), 2)} | ${fmt(100 * median(hashing) / median(cpu))} % | |`)
   }
 
   // ---- small authenticated requests ------------------------------------------------------------
@@ -236,71 +246,73 @@ try {
     { key: 'GET /v2/', path: '/v2/', method: 'GET' as const, headers: {} as Record<string, string> },
     { key: 'HEAD manifest', path: manifestPath, method: 'HEAD' as const, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } }
   ]
-  /** Authenticated small requests through nginx and berth, round by round; table rows for each case. */
-  const smallRequests = async (section: string, pair: Target[], userNames: Array<keyof typeof users>, busy: Target[]) => {
+  /** Authenticated small requests through every proxy, round by round; table rows for each case. */
+  const smallRequests = async (section: string, targets: Target[], userNames: Array<keyof typeof users>, busy: Target[]) => {
     const r: Record<string, Record<string, Load[]>> = {}
-    // warm up: JIT, berth's connection pool and credential cache, nginx's TLS session to the upstream
-    for (const target of pair) for (const user of userNames) await load({ port: target.port, path: '/v2/', headers: { authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: 1, pid: target.pid })
+    // warm up: JIT, connection pools and credential caches, TLS sessions to the upstream
+    for (const target of targets) for (const user of userNames) await load({ port: target.port, path: '/v2/', headers: { authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: Math.min(1, SECONDS), pid: target.pid })
     for (let round = 0; round < ROUNDS; round++) {
       for (const user of order(userNames, round)) {
         for (const c of smallCases) {
           const key = `${c.key}, ${user} user`
-          r[key] ??= { nginx: [], berth: [] }
-          for (const target of order(pair, round)) {
+          r[key] ??= Object.fromEntries(targets.map((x) => [x.name, []]))
+          for (const target of order(targets, round)) {
             await quiet(busy)
             const res = await load({ port: target.port, path: c.path, method: c.method, headers: { ...c.headers, authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: SECONDS, pid: target.pid })
             if (res.non2xx > 0 || res.errors > 0) throw new Error(`${target.name} ${key}: ${res.non2xx} answers were not 2xx, ${res.errors} errors`)
             r[key][target.name].push(res)
           }
-          log(`${section} round ${round + 1} ${key}: ${pair.map((x) => `${x.name} ${fmt(r[key][x.name].at(-1)?.rps as number)} req/s p99 ${r[key][x.name].at(-1)?.p99} ms`).join(', ')}`)
+          log(`${section} round ${round + 1} ${key}: ${targets.map((x) => `${x.name} ${fmt(r[key][x.name].at(-1)?.rps)} req/s p99 ${r[key][x.name].at(-1)?.p99} ms`).join(', ')}`)
         }
       }
     }
     const out: string[] = []
     for (const [key, v] of Object.entries(r)) {
-      const [n, b] = [v.nginx, v.berth].map((xs) => ({ rps: median(xs.map((x) => x.rps)), p50: median(xs.map((x) => x.p50)), p99: median(xs.map((x) => x.p99)), cpu: median(xs.map((x) => x.cpuPerRequestUs)) }))
-      out.push(`| ${key}: req/s | | ${fmt(n.rps)} | ${fmt(b.rps)} | ${ratio(b.rps, n.rps)} | >= 1.5x |`)
-      out.push(`| ${key}: p50 / p99 ms | | ${fmt(n.p50, 1)} / ${fmt(n.p99, 1)} | ${fmt(b.p50, 1)} / ${fmt(b.p99, 1)} | ${ratio(b.p99, n.p99)} (p99) | <= 1.0x |`)
-      out.push(`| ${key}: proxy CPU per request, us | | ${fmt(n.cpu)} | ${fmt(b.cpu)} | ${ratio(b.cpu, n.cpu)} | |`)
+      const m = (f: (x: Load) => number) => Object.fromEntries(Object.entries(v).map(([name, xs]) => [name, median(xs.map(f))]))
+      out.push(row(`${key}: req/s`, m((x) => x.rps), 'higher', '>= 1.5x'))
+      out.push(row(`${key}: p99 ms`, m((x) => x.p99), 'lower', '<= 1.0x', 1))
+      out.push(row(`${key}: proxy CPU per request, us`, m((x) => x.cpuPerRequestUs), 'lower'))
     }
     return { r, rows: out }
   }
 
   if (wanted('small')) {
-    const { r, rows: table } = await smallRequests('small', [targets.nginx, targets.berth], ['apr1', 'bcrypt'], Object.values(targets))
+    const { r, rows: table } = await smallRequests('small', proxies, ['apr1', 'bcrypt'], everything)
     results.small = r
-    rows.push(`| **authenticated, ${CONNECTIONS} connections** | | | | | |`, ...table)
+    rows.push(heading(`authenticated, ${CONNECTIONS} connections`), ...table)
     const med = (key: string) => median(r[key].berth.map((x) => x.rps))
-    rows.push(`| berth: bcrypt user / apr1 user, GET /v2/ req/s | | | ${fmt(med('GET /v2/, bcrypt user'))} / ${fmt(med('GET /v2/, apr1 user'))} | ${ratio(med('GET /v2/, bcrypt user'), med('GET /v2/, apr1 user'))} | >= 0.9x |`)
+    rows.push(`| berth: bcrypt user / apr1 user, GET /v2/ req/s |${' |'.repeat(columns.length - 1)} ${fmt(med('GET /v2/, bcrypt user'))} / ${fmt(med('GET /v2/, apr1 user'))} | **${(med('GET /v2/, bcrypt user') / med('GET /v2/, apr1 user')).toFixed(2)}x** | >= 0.9x |`)
   }
 
   // ---- small requests, proxy-bound ----------------------------------------------------------------
-  // The registry spends ~0.8 ms of CPU on a GET /v2/, so above both proxies share what it leaves of two
-  // cores. Here both stand in front of an upstream answering from memory: what proxying itself costs.
-  if (statics !== null) {
-    const { r, rows: table } = await smallRequests('static', [statics.nginx, statics.berth], ['apr1'], [...Object.values(targets), ...Object.values(statics)])
+  // The registry spends ~0.8 ms of CPU on a GET /v2/, so above all proxies share what it leaves of two
+  // cores. Here they all stand in front of an upstream answering from memory: what proxying itself costs.
+  if (wanted('static')) {
+    const upstream = await startStaticUpstream(t, join(dir, 'static'), { port: await freePort(), cert: files.cert, key: files.key, ca: files.caCert })
+    const statics = [...await startPeers(upstream.port, '-static'), await startBerthTarget('berth-static', upstream.port)]
+    const stand: Target = { name: 'registry', port: upstream.port, pid: upstream.pid, creds: null }
+    const { r, rows: table } = await smallRequests('static', statics, ['apr1'], [...everything, ...statics, stand])
     results.static = r
-    rows.push(`| **the same, against an upstream answering from memory (proxy-bound)** | | | | | |`, ...table)
+    rows.push(heading('the same, against an upstream answering from memory (proxy-bound)'), ...table)
   }
 
   // ---- the 401 path ----------------------------------------------------------------------------
   if (wanted('401')) {
-    const pair = [targets.nginx, targets.berth]
-    const r: Record<string, Load[]> = { nginx: [], berth: [] }
+    const r: Record<string, Load[]> = Object.fromEntries(proxies.map((x) => [x.name, []]))
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of order(pair, round)) {
-        await quiet(Object.values(targets))
+      for (const target of order(proxies, round)) {
+        await quiet(everything)
         const res = await load({ port: target.port, path: '/v2/', connections: CONNECTIONS, seconds: SECONDS, pid: target.pid })
         if (res.errors > 0) throw new Error(`${target.name} 401 path: ${res.errors} errors`)
         r[target.name].push(res)
       }
-      log(`401 round ${round + 1}: ${pair.map((x) => `${x.name} ${fmt(r[x.name].at(-1)?.rps as number)} req/s, ${fmt(r[x.name].at(-1)?.cpuPerRequestUs as number)} us CPU/request`).join(', ')}`)
+      log(`401 round ${round + 1}: ${proxies.map((x) => `${x.name} ${fmt(r[x.name].at(-1)?.rps)} req/s, ${fmt(r[x.name].at(-1)?.cpuPerRequestUs)} us CPU/request`).join(', ')}`)
     }
     results.unauthorized = r
-    const [n, b] = [r.nginx, r.berth].map((xs) => ({ rps: median(xs.map((x) => x.rps)), cpu: median(xs.map((x) => x.cpuPerRequestUs)) }))
-    rows.push('| **401 path (no credentials)** | | | | | |')
-    rows.push(`| req/s | | ${fmt(n.rps)} | ${fmt(b.rps)} | ${ratio(b.rps, n.rps)} | |`)
-    rows.push(`| proxy CPU per request, us | | ${fmt(n.cpu)} | ${fmt(b.cpu)} | ${ratio(b.cpu, n.cpu)} | <= 1.5x |`)
+    const m = (f: (x: Load) => number) => Object.fromEntries(Object.entries(r).map(([name, xs]) => [name, median(xs.map(f))]))
+    rows.push(heading('401 path (no credentials)'))
+    rows.push(row('req/s', m((x) => x.rps), 'higher'))
+    rows.push(row('proxy CPU per request, us', m((x) => x.cpuPerRequestUs), 'lower', '<= 2.0x'))
   }
 
   const certFlag = (flag: 'src' | 'dest', target: Target) => [`--${flag}-cert-dir`, certs, ...(target.creds === null ? [] : [`--${flag}-creds`, target.creds])]
@@ -312,118 +324,105 @@ try {
     return Number(process.hrtime.bigint() - start) / 1e9
   }
   /** A pull to a fresh directory, removed afterwards. */
-  const pull = async (target: Target, ref: string) => {
-    const dest = join(dir, 'pulled')
+  const pull = async (target: Target, ref: string, dest = join(dir, 'pulled')) => {
     const seconds = await timed(['copy', ...certFlag('src', target), ref, `dir:${dest}`])
     rmSync(dest, { recursive: true, force: true })
     return seconds
   }
+  const layers = (mb: number) => Array.from({ length: 5 }, () => mb * 1e6)
 
   // ---- skopeo ----------------------------------------------------------------------------------
   if (wanted('skopeo')) {
-    const all = [targets.registry, targets.nginx, targets.berth]
-    const r: Record<string, Record<Name, number[]>> = { push: { registry: [], nginx: [], berth: [] }, pull: { registry: [], nginx: [], berth: [] } }
+    const r: Record<string, Record<string, number[]>> = { push: perTarget(), pull: perTarget() }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of order(all, round)) {
+      for (const target of order(everything, round)) {
         // new layers every push: a registry that has a layer already makes skopeo skip it
         const src = join(dir, `image-${round}-${target.name}`)
-        await ociLayout(src, 'v1', [60e6, 60e6, 60e6, 60e6, 60e6], { fast: `${round}-${target.name}` })
+        await ociLayout(src, 'v1', layers(IMAGE_MB), { fast: `${round}-${target.name}` })
         const ref = `docker://localhost:${target.port}/bench/image-${round}-${target.name}:v1`
         r.push[target.name].push(await timed(['copy', ...certFlag('dest', target), `oci:${src}:v1`, ref]))
         rmSync(src, { recursive: true, force: true })
         r.pull[target.name].push(await pull(target, ref))
       }
-      log(`skopeo round ${round + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${all.map((x) => `${x.name} ${fmt(v[x.name].at(-1) as number, 2)}`).join(' ')}`).join('; ')} s`)
+      log(`skopeo round ${round + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${everything.map((x) => `${x.name} ${fmt(v[x.name].at(-1), 2)}`).join(' ')}`).join('; ')} s`)
     }
     results.skopeo = r
-    rows.push('| **skopeo copy, 5 layers, 300 MB, seconds** | | | | | |')
-    for (const key of ['push', 'pull']) {
-      const [g, n, b] = (['registry', 'nginx', 'berth'] as Name[]).map((x) => median(r[key][x]))
-      rows.push(`| ${key} | ${fmt(g, 2)} | ${fmt(n, 2)} | ${fmt(b, 2)} | ${ratio(b, n)} | <= 1.0x |`)
-    }
+    rows.push(heading(`skopeo copy, 5 layers, ${5 * IMAGE_MB} MB, seconds`))
+    for (const key of ['push', 'pull']) rows.push(row(key, medians(r[key]), 'lower', '<= 1.0x', 2))
   }
 
-  // ---- the blob cache: repeated pulls of one image ----------------------------------------------
+  // ---- the blob cache ----------------------------------------------------------------------------
   if (wanted('cache')) {
-    // a second berth, the same config plus the cache
+    const cached = await startBerthTarget('berth-cache', registry.port, `cache: { dir: ${join(dir, 'cache')}, maxSize: 20g }`)
     const cacheLog = join(dir, 'berth-cache-access.log')
-    writeFileSync(join(dir, 'berth-cache.yaml'), readFileSync(join(dir, 'berth.yaml'), 'utf8').replace(join(dir, 'berth-access.log'), cacheLog) + `\ncache: { dir: ${join(dir, 'cache')}, maxSize: 20g }\n`)
-    const cachedProc = await spawnBerth(t, ['--config', join(dir, 'berth-cache.yaml')], '../bench/entry.js')
-    const cached: Target = { name: 'berth', port: cachedProc.port, pid: cachedProc.child.pid as number, creds: users.apr1 }
     const src = join(dir, 'image-pulled')
-    await ociLayout(src, 'v1', [60e6, 60e6, 60e6, 60e6, 60e6], { fast: 'pulled' })
-    await timed(['copy', ...certFlag('dest', targets.registry), `oci:${src}:v1`, `docker://localhost:${registry.port}/bench/pulled:v1`])
+    await ociLayout(src, 'v1', layers(IMAGE_MB), { fast: 'pulled' })
+    await timed(['copy', ...certFlag('dest', direct), `oci:${src}:v1`, `docker://localhost:${registry.port}/bench/pulled:v1`])
     rmSync(src, { recursive: true, force: true })
     const ref = (target: Target) => `docker://localhost:${target.port}/bench/pulled:v1`
     const cold = await pull(cached, ref(cached)) // fills the cache
     await sleep(1000) // the last copies are renamed into place after their downloads end
-    // berth without the cache pulls as in the skopeo section above
-    const all = [targets.nginx, cached]
-    const label = (x: Target) => x === cached ? 'berth+cache' : x.name
-    const r: Record<string, number[]> = { nginx: [], 'berth+cache': [] }
+    const all = [...peers, cached]
+    const r: Record<string, number[]> = Object.fromEntries(all.map((x) => [x.name, []]))
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of order(all, round)) r[label(target)].push(await pull(target, ref(target)))
-      log(`cache round ${round + 1}: ${all.map((x) => `${label(x)} ${fmt(r[label(x)].at(-1) as number, 2)}`).join(', ')} s (cold pull with the cache: ${fmt(cold, 2)} s)`)
+      for (const target of order(all, round)) r[target.name].push(await pull(target, ref(target)))
+      log(`cache round ${round + 1}: ${all.map((x) => `${x.name} ${fmt(r[x.name].at(-1), 2)}`).join(', ')} s (cold pull with the cache: ${fmt(cold, 2)} s)`)
     }
     results.cache = { ...r, cold }
-    rows.push('| **repeated `skopeo copy` pull of one 5-layer, 300 MB image, seconds** | | | | | |')
-    rows.push(`| berth with \`cache\` (after one pull filled it in ${fmt(cold, 2)} s) | | ${fmt(median(r.nginx), 2)} | ${fmt(median(r['berth+cache']), 2)} | ${ratio(median(r['berth+cache']), median(r.nginx))} | <= 1.0x |`)
+    rows.push(heading(`repeated \`skopeo copy\` pull of one 5-layer, ${5 * IMAGE_MB} MB image, seconds`))
+    rows.push(row(`berth with \`cache\` (after one pull filled it in ${fmt(cold, 2)} s)`, medians(r), 'lower', '<= 1.0x', 2))
 
     // Ten clients pull a new image at once: the registry sends each blob once through berth's cache
-    // (the first miss fetches, the others read its fill as it grows); nginx without a cache fetches it ten times.
+    // (the first miss fetches, the others read its fill as it grows); a proxy without a cache fetches it
+    // ten times.
     const CLIENTS = 10
-    const co: Record<string, number[]> = { nginx: [], 'berth+cache': [], fetched: [] }
+    const co: Record<string, number[]> = Object.fromEntries(all.map((x) => [x.name, []]))
+    const fetched: number[] = []
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of order(all, round)) {
-        const name = `bench/coalesce-${round}-${label(target).replace('+', '-')}`
+        const name = `bench/coalesce-${round}-${target === cached ? 'berth-cache' : target.name}`
         const image = join(dir, 'image-coalesce')
-        await ociLayout(image, 'v1', [12e6, 12e6, 12e6, 12e6, 12e6], { fast: name })
-        await timed(['copy', ...certFlag('dest', targets.registry), `oci:${image}:v1`, `docker://localhost:${registry.port}/${name}:v1`])
+        await ociLayout(image, 'v1', layers(IMAGE_MB / 5), { fast: name })
+        await timed(['copy', ...certFlag('dest', direct), `oci:${image}:v1`, `docker://localhost:${registry.port}/${name}:v1`])
         rmSync(image, { recursive: true, force: true })
         const start = process.hrtime.bigint()
-        await Promise.all(Array.from({ length: CLIENTS }, async (_, i) => {
-          const dest = join(dir, `coalesced-${i}`)
-          await timed(['copy', ...certFlag('src', target), `docker://localhost:${target.port}/${name}:v1`, `dir:${dest}`])
-          rmSync(dest, { recursive: true, force: true })
-        }))
-        co[label(target)].push(Number(process.hrtime.bigint() - start) / 1e9)
+        await Promise.all(Array.from({ length: CLIENTS }, (_, i) => pull(target, `docker://localhost:${target.port}/${name}:v1`, join(dir, `coalesced-${i}`))))
+        co[target.name].push(Number(process.hrtime.bigint() - start) / 1e9)
         if (target === cached) {
           await sleep(1500) // berth writes its access log lines at least once a second
-          const fetched = readFileSync(cacheLog, 'utf8').split('\n').filter((l) => l.includes(`"GET /v2/${name}/blobs/sha256:`) && !l.includes('upstream=cache'))
-          co.fetched.push(fetched.length)
+          fetched.push(readFileSync(cacheLog, 'utf8').split('\n').filter((l) => l.includes(`"GET /v2/${name}/blobs/sha256:`) && !l.includes('upstream=cache')).length)
         }
       }
-      log(`coalesce round ${round + 1}: ${all.map((x) => `${label(x)} ${fmt(co[label(x)].at(-1) as number, 2)} s`).join(', ')}; blob GETs berth sent to the registry: ${co.fetched.at(-1)} (nginx: ${CLIENTS * 6})`)
+      log(`coalesce round ${round + 1}: ${all.map((x) => `${x.name} ${fmt(co[x.name].at(-1), 2)} s`).join(', ')}; blob GETs berth sent to the registry: ${fetched.at(-1)} (without a cache: ${CLIENTS * 6})`)
     }
-    results.coalesce = co
-    rows.push(`| **${CLIENTS} concurrent \`skopeo copy\` pulls of a new 5-layer, 60 MB image** | | | | | |`)
-    rows.push(`| seconds (berth with \`cache\`) | | ${fmt(median(co.nginx), 2)} | ${fmt(median(co['berth+cache']), 2)} | ${ratio(median(co['berth+cache']), median(co.nginx))} | <= 1.0x |`)
-    rows.push(`| blob GETs that reached the registry (layers and config) | | ${CLIENTS * 6} | ${fmt(median(co.fetched))} | ${ratio(median(co.fetched), CLIENTS * 6)} | |`)
+    results.coalesce = { ...co, fetched }
+    rows.push(heading(`${CLIENTS} concurrent \`skopeo copy\` pulls of a new 5-layer, ${IMAGE_MB} MB image`))
+    rows.push(row('seconds (berth with `cache`)', medians(co), 'lower', '<= 1.0x', 2))
+    rows.push(row('blob GETs that reached the registry (layers and config)', { ...Object.fromEntries(peers.map((p) => [p.name, CLIENTS * 6])), berth: median(fetched) }, 'lower'))
   }
 
   // ---- memory ----------------------------------------------------------------------------------
   const memoryRows: string[] = []
   if (wanted('memory')) {
-    const berth = targets.berth
-    // 1 GiB: the 250 MB blob four times over, pushed to the registry directly
+    // MEMORY_MB each way: the blob several times over, pushed to the registry directly
     const big = join(dir, 'big')
     const hash = createHash('sha256')
     const out = createWriteStream(big)
     const piece = readFileSync(blob)
-    const copies = Math.max(1, Math.round(1000 / BLOB_MB)) // 4 x 250 MiB: 1.05 GB
+    const copies = Math.max(1, Math.round(MEMORY_MB / BLOB_MB))
     for (let i = 0; i < copies; i++) { hash.update(piece); if (!out.write(piece)) await once(out, 'drain') }
     out.end()
     await once(out, 'finish')
     const bigDigest = `sha256:${hash.digest('hex')}`
     const bigSize = piece.length * copies
-    pushBlob(targets.registry, 'bench/big', big, bigDigest)
+    pushBlob(direct, 'bench/big', big, bigDigest)
 
     const settle = async (pid: number) => { await sleep(1000); return rssMB(pid) }
     const r: Record<string, number> = {}
     r.idle = await settle(berth.pid)
     resetPeak(berth.pid)
-    // down: one GET of the 1 GiB blob; up: the same GiB as four PATCHes of a quarter each (each one within
-    // the 300 MB body limit, as docker's chunked uploads would be), then PUT
+    // down: one GET of the big blob; up: the same bytes as PATCHes of one blob's size each (each within
+    // the body limit, as docker's chunked uploads would be), then PUT
     const down = curlAsync([...ca, ...auth(berth), '-o', '/dev/null', url(berth, `/v2/bench/big/blobs/${bigDigest}`)])
     const up = (async () => {
       let loc = startUpload(berth, 'bench/big-up')
@@ -436,43 +435,51 @@ try {
     })()
     await Promise.all([down, up])
     r.streaming = Math.max(0, peakMB(berth.pid) - r.idle) // 0: never above idle
-    log(`memory: idle ${fmt(r.idle)} MB, peak over idle streaming ${fmt(bigSize / 1e9, 2)} GB up and down: ${fmt(r.streaming, 1)} MB`)
+    log(`memory: berth idle ${fmt(r.idle)} MB, peak over idle streaming ${fmt(bigSize / 1e9, 2)} GB up and down: ${fmt(r.streaming, 1)} MB`)
 
-    // 200 concurrent downloads of a 16 MiB blob: one curl, 200 transfers in parallel
+    // DOWNLOADS concurrent downloads of a 16 MiB blob: one curl, all transfers in parallel; every proxy
+    // twice, the order reversed the second time, and the mean of the two peaks
     const mid = join(dir, 'mid')
     const midDigest = await blobFile(mid, 16)
-    pushBlob(targets.registry, 'bench/mid', mid, midDigest)
+    pushBlob(direct, 'bench/mid', mid, midDigest)
     const parallel = async (target: Target, n: number) => {
       const cfg = join(dir, 'parallel.curl')
       writeFileSync(cfg, Array.from({ length: n }, () => `url = "${url(target, `/v2/bench/mid/blobs/${midDigest}`)}"\noutput = "/dev/null"\n`).join(''))
       await curlAsync([...ca, ...auth(target), '--parallel', '--parallel-immediate', '--parallel-max', String(n), '-K', cfg])
     }
-    for (const target of [targets.nginx, targets.berth]) {
-      const idle = await settle(target.pid)
-      resetPeak(target.pid)
-      await parallel(target, 200)
-      r[`${target.name} idle`] = idle
-      r[`${target.name} 200 downloads`] = peakMB(target.pid) - idle
-      log(`memory: ${target.name} idle ${fmt(idle)} MB, peak over idle with 200 concurrent downloads: ${fmt(r[`${target.name} 200 downloads`], 1)} MB`)
+    const peaks: Record<string, number[]> = Object.fromEntries(proxies.map((x) => [x.name, []]))
+    for (let pass = 0; pass < 2; pass++) {
+      for (const target of order(proxies, pass)) {
+        const idle = await settle(target.pid)
+        r[`${target.name} idle`] = idle
+        resetPeak(target.pid)
+        await parallel(target, DOWNLOADS)
+        peaks[target.name].push(peakMB(target.pid) - idle)
+      }
+    }
+    for (const target of proxies) {
+      r[`${target.name} downloads`] = peaks[target.name].reduce((a, b) => a + b, 0) / peaks[target.name].length
+      log(`memory: ${target.name} idle ${fmt(r[`${target.name} idle`])} MB, peak over idle with ${DOWNLOADS} concurrent downloads: ${peaks[target.name].map((x) => fmt(x, 1)).join(', ')} MB`)
     }
     results.memory = r
+    const cells = (f: (name: string) => string) => proxies.map((x) => f(x.name)).join(' | ')
     memoryRows.push(
-      '| peak RSS over idle, MB | nginx | berth | target |',
-      '| --- | --- | --- | --- |',
-      `| idle RSS (all processes) | ${fmt(r['nginx idle'])} | ${fmt(r.idle)} | |`,
-      `| streaming ${fmt(bigSize / 1e9, 2)} GB up and ${fmt(bigSize / 1e9, 2)} GB down at once | | ${fmt(r.streaming, 1)} | < 64 |`,
-      `| 200 concurrent downloads of a 16 MiB blob | ${fmt(r['nginx 200 downloads'], 1)} | ${fmt(r['berth 200 downloads'], 1)} | < 64, flat |`
+      `| peak RSS over idle, MB | ${proxies.map((x) => x.name).join(' | ')} | target |`,
+      `| --- |${' --- |'.repeat(proxies.length + 1)}`,
+      `| idle RSS (all processes) | ${cells((n) => fmt(r[`${n} idle`]))} | |`,
+      `| streaming ${fmt(bigSize / 1e9, 2)} GB up and ${fmt(bigSize / 1e9, 2)} GB down at once |${' |'.repeat(proxies.length - 1)} ${fmt(r.streaming, 1)} | < 64 |`,
+      `| ${DOWNLOADS} concurrent downloads of a 16 MiB blob | ${cells((n) => fmt(r[`${n} downloads`], 1))} | < 64, flat |`
     )
   }
 
   const table = [
-    `| median of ${ROUNDS} rounds | registry direct | nginx | berth | berth / nginx | target |`,
-    '| --- | --- | --- | --- | --- | --- |',
+    `| median of ${ROUNDS} rounds | registry direct | ${PEER_NAMES.join(' | ')} | berth | berth / best peer | target |`,
+    `| --- |${' --- |'.repeat(columns.length + 2)}`,
     ...rows
   ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '')
   console.log(`\n${table}\n`)
-  const machine = { berthWorkers: workers, cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, nginx: nginx.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
-  console.log(`${machine.cores} cores (${machine.cpu}), Node ${machine.node}, nginx ${machine.nginx}; ${((Date.now() - started) / 1000).toFixed(0)} s`)
+  const machine = { berth: SOURCES ? 'sources through tsx' : 'compiled build', peers: PEER_NAMES, cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
+  console.log(`${machine.cores} cores (${machine.cpu}), Node ${machine.node}, berth's ${machine.berth}; ${((Date.now() - started) / 1000).toFixed(0)} s`)
   if (only.size === 0) {
     mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
     writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify({ date: new Date().toISOString(), machine, rounds: ROUNDS, seconds: SECONDS, blobMB: BLOB_MB, connections: CONNECTIONS, results, table }, null, 2) + '\n')

@@ -1,15 +1,14 @@
-// The benchmark must keep working: one short round of its transfer, 401 and small-request sections (against
-// the registry and proxy-bound; nginx, the registry and berth all started by it), checked for a table with a
-// number in every cell.
+// The benchmark must keep working: one short round of every section with tiny sizes (the registry, the
+// peers and berth all started by it), checked for a table with a number in every row that has one.
 // Its numbers mean nothing here; `npm run bench` is where they are measured.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-test('npm run bench runs end to end and prints its table (one short round)', { timeout: 180_000 }, async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/run.ts', import.meta.url)), '--only', 'transfer,401,small,static'], {
-    env: { ...process.env, ROUNDS: '1', SECONDS: '1', BLOB_MB: '8' },
+test('npm run bench runs every section end to end and prints its table (one tiny round)', { timeout: 300_000 }, async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/run.ts', import.meta.url)), '--only', 'transfer,small,static,401,skopeo,cache,memory'], {
+    env: { ...process.env, ROUNDS: '1', SECONDS: '0.5', BLOB_MB: '4', IMAGE_MB: '1', MEMORY_MB: '8', DOWNLOADS: '10' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''
@@ -18,12 +17,17 @@ test('npm run bench runs end to end and prints its table (one short round)', { t
   child.stderr.on('data', (c) => { err += c })
   const code = await new Promise((resolve) => child.on('exit', resolve))
   assert.equal(code, 0, err)
-  for (const row of ['download (GET)', 'monolithic upload', 'chunked upload', 'GET /v2/, apr1 user: req/s', 'HEAD manifest, apr1 user: req/s', 'berth: bcrypt user / apr1 user', 'proxy CPU per request, us']) {
-    const line = out.split('\n').find((l) => l.startsWith(`| ${row}`))
-    assert.ok(line !== undefined, `row ${row} in:\n${out}`)
-    assert.match(line, /\*\*\d+\.\d\dx\*\*/, `a ratio in: ${line}`)
+  const lines = out.split('\n')
+  const rowOf = (name: string) => lines.find((l) => l.startsWith(`| ${name}`)) ?? assert.fail(`row ${name} in:\n${out}`)
+  for (const name of ['download (GET)', 'monolithic upload', 'chunked upload', 'GET /v2/, apr1 user: req/s', 'HEAD manifest, apr1 user: req/s',
+    'GET /v2/, bcrypt user: req/s', 'berth: bcrypt user / apr1 user', 'proxy CPU per request, us', 'push', 'pull', 'berth with `cache`',
+    'seconds (berth with `cache`)', 'blob GETs that reached the registry']) {
+    assert.match(rowOf(name), /\*\*\d+\.\d\dx\*\*/, `a ratio in: ${rowOf(name)}`)
   }
-  const proxyBound = out.split('\n').findIndex((l) => l.includes('against an upstream answering from memory'))
+  assert.match(lines[0] + lines.find((l) => l.startsWith('| median of')), /\| nginx \| nginx-tuned \| berth \| berth \/ best peer \|/)
+  assert.match(rowOf("download: berth's CPU seconds"), /\d+ %/)
+  const proxyBound = lines.findIndex((l) => l.includes('against an upstream answering from memory'))
   assert.ok(proxyBound > 0, `the proxy-bound rows in:\n${out}`)
-  assert.match(out.split('\n')[proxyBound + 1], /^\| GET \/v2\/, apr1 user: req\/s .*\*\*\d+\.\d\dx\*\*/)
+  assert.match(lines[proxyBound + 1], /^\| GET \/v2\/, apr1 user: req\/s .*\*\*\d+\.\d\dx\*\*/)
+  assert.match(rowOf('10 concurrent downloads'), /^\| 10 concurrent downloads of a 16 MiB blob( \| \d+\.\d){3} \|/)
 })

@@ -124,14 +124,17 @@ test('start: refuses to start with a clear message when a certificate file is mi
 test('npm start\'s config on a fresh clone: development certificates are made under config/certs and berth says so', async (t) => {
   const dir = tempDir(t)
   const file = join(dir, 'berth.yaml')
-  // config/berth.yaml as shipped, on port 0 so the test does not collide with anything.
-  writeFileSync(file, readFileSync(join(ROOT, 'config', 'berth.yaml'), 'utf8').replace(/port: 8443/, 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1'))
+  // config/berth.yaml as shipped, on port 0 and in front of a stand-in upstream so the test collides with nothing.
+  const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
+  t.after(() => up.close())
+  writeFileSync(file, readFileSync(join(ROOT, 'config', 'berth.yaml'), 'utf8').replace(/port: 8443/, 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1').replace('http://127.0.0.1:5000', up.url))
   const b = await spawnBerth(t, ['--config', file, '--init-certs'])
   assert.match(b.output(), /was missing: created a development CA and certificate for localhost/)
   assert.match(b.output(), /\/etc\/docker\/certs\.d\/localhost:0\/ca\.crt|\/etc\/docker\/certs\.d\/localhost/)
   const ca = readFileSync(join(dir, 'certs', 'ca.crt'))
-  // The shipped upstream (127.0.0.1:5000) is not running here: berth still answers, with a 502.
-  assert.ok([200, 401, 502].includes(await get(b.port, ca)))
+  // the new certificate is served, and the request reaches the upstream
+  assert.equal(await get(b.port, ca), 200)
+  assert.deepEqual(up.seen.map((r) => r.url), ['/v2/'])
   b.child.kill('SIGTERM')
   assert.deepEqual(await once(b.child, 'exit'), [0, null])
 })

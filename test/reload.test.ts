@@ -38,3 +38,44 @@ test('a change that needs a restart is reported, and the running value kept; tur
   const withTls = parseConfig('tls: { cert: /c, key: /k }\nupstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }\n', '/x.yaml')
   await assert.rejects(applyReload([], base, withTls), /turning TLS on or off needs a restart/)
 })
+
+test('each change that needs a restart is named and keeps its running value; the reload keeps the new file\'s name', async () => {
+  const base = 'upstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }\n'
+  const from = parseConfig(base, '/a.yaml')
+  const cases: Array<[string, string]> = [
+    ['admin: { port: 9999 }', 'admin: the admin listener changes only with a restart'],
+    ['log: { access: /tmp/x.log }', 'log: log files and format change only with a restart (the level applies now)'],
+    ['log: { error: /tmp/x.log }', 'log: log files and format change only with a restart (the level applies now)'],
+    ['log: { format: json }', 'log: log files and format change only with a restart (the level applies now)'],
+    ['pressure: { maxRss: 1g }', 'pressure: load-shedding thresholds change only with a restart'],
+    ['plugins: [ { path: /x.js } ]', 'plugins: the plugin list changes only with a restart'],
+    ['cache: { dir: /tmp/c }', 'cache: the blob cache changes only with a restart']
+  ]
+  for (const [yaml, note] of cases) {
+    const next = parseConfig(base + yaml + '\n', '/b.yaml')
+    const { config, notes } = await applyReload([], from, next)
+    assert.deepEqual(notes, [note], yaml)
+    assert.deepEqual([config.admin, config.log.access, config.log.error, config.log.format, config.pressure, config.plugins, config.cache], [from.admin, from.log.access, from.log.error, from.log.format, from.pressure, from.plugins, from.cache], yaml)
+    assert.equal(config.file, '/b.yaml')
+    assert.equal(Object.keys(config).includes('file'), false, 'file is not part of the configuration\'s keys')
+  }
+  const level = await applyReload([], from, parseConfig(base + 'log: { level: debug }\n', '/b.yaml'))
+  assert.deepEqual(level.notes, [], 'the log level applies now')
+  assert.equal(level.config.log.level, 'debug')
+  const both = parseConfig(base + 'tls: { cert: /c, key: /k }\n', '/b.yaml')
+  assert.deepEqual((await applyReload([], both, both)).notes, [], 'TLS on both sides: nothing refused')
+  await assert.rejects(applyReload([], from, both), (err: Error & { code?: string, problems?: string[] }) => {
+    assert.equal(err.code, 'BERTH_ERR_RELOAD_REFUSED')
+    assert.equal(err.message, 'reload refused: tls: turning TLS on or off needs a restart')
+    assert.deepEqual(err.problems, ['tls: turning TLS on or off needs a restart'])
+    return true
+  })
+})
+
+test('parts that wait on each other are an error; a part without abort is fine when another fails', async () => {
+  const part = (name: string, after: string[] = [], fail = false): Reloadable => ({ name, after, async prepare () { if (fail) throw new Error(`${name} failed`); return { commit () {} } } })
+  assert.throws(() => commitOrder([part('a', ['b']), part('b', ['a'])]), /reload parts wait on each other: a, b/)
+  assert.deepEqual(commitOrder([part('a', ['nobody'])]).map((p) => p.name), ['a'], 'a name no part has is no wait')
+  const config = parseConfig('upstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }\n', '/x.yaml')
+  await assert.rejects(applyReload([part('a'), part('b', [], true)], config, config), /b failed/)
+})

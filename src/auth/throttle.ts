@@ -25,6 +25,7 @@ export class Throttle {
   /** Milliseconds the address stays blocked (0 = not blocked). */
   blockedFor (address: string, now = Date.now()): number {
     const r = this.#byAddress.get(address)
+    // Stryker disable next-line EqualityOperator: equivalent, at blockedUntil both sides give 0
     return r === undefined || r.blockedUntil <= now ? 0 : r.blockedUntil - now
   }
 
@@ -45,6 +46,9 @@ export class Throttle {
     }
     return false
   }
+
+  /** Addresses with failures or a block on record (bounded: past 100,000 the expired ones go). */
+  get tracked (): number { return this.#byAddress.size }
 
   /** Addresses blocked right now (for the status page and metrics). */
   blocked (now = Date.now()): number {

@@ -63,6 +63,43 @@ test('the catalog: refused without a catalog rule; filtered to what a catalog ru
   assert.deepEqual(all, { allowed: true, catalog: null }, 'no rules: every user lists everything, unfiltered')
 })
 
+test('a refusal says which action on which repository; a request that is no API call, or no action at all, is not-api', () => {
+  const v = decide(policy, 'alice', parseRegistryPath('/v2/team/app/manifests/v1'), 'PUT', '/v2/team/app/manifests/v1')
+  assert.deepEqual(v, { allowed: false, why: 'denied', action: 'push', repository: 'team/app' })
+  const from = decide(policy, 'bot', parseRegistryPath('/v2/team/x/blobs/uploads/'), 'POST', '/v2/team/x/blobs/uploads/?mount=sha256:a&from=private/y')
+  assert.deepEqual(from, { allowed: false, why: 'denied', action: 'pull', repository: 'private/y' })
+  assert.deepEqual(decide(policy, 'bot', parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog'), { allowed: false, why: 'denied', action: 'catalog', repository: undefined })
+  assert.deepEqual(decide(policy, 'bot', null, 'GET', '/v2/'), { allowed: false, why: 'not-api' })
+  assert.equal(verdict('bot', 'PUT', '/v2/team/app/manifests/v1?from=private/y'), 'allowed', 'a `from` outside an upload names nothing')
+})
+
+test('rules: groups expand to their members, any of a rule\'s globs may match, no rules means every user but never anonymous', () => {
+  const many = rules(`
+  groups: { ops: [carol, dave], empty: [] }
+  access:
+    - { groups: [ops, empty], users: [erin], repositories: ["infra/*", "tools/**"], actions: [pull] }
+`)
+  for (const user of ['carol', 'dave', 'erin']) {
+    assert.equal(many.allows(user, 'pull', 'infra/x'), true, user)
+    assert.equal(many.allows(user, 'pull', 'tools/a/b'), true, `${user}: the second glob`)
+    assert.equal(many.allows(user, 'pull', 'other/x'), false, user)
+  }
+  assert.equal(many.allows('frank', 'pull', 'infra/x'), false)
+  assert.equal(many.allows(null, 'pull', 'infra/x'), false)
+  const none = rules('')
+  assert.equal(none.allows('anyone', 'delete', 'x/y'), true)
+  assert.equal(none.allows(null, 'pull', 'x/y'), false, 'anonymous clients need an anonymous rule')
+  assert.equal(none.catalogFilter(null), null)
+  const anon = rules(`
+  access:
+    - { users: [bot], repositories: ["**"], actions: [pull] }
+  anonymous: { repositories: ["public/**"], actions: [pull, catalog] }
+`)
+  const listing = anon.catalogFilter(null)
+  assert.ok(listing !== null)
+  assert.deepEqual(['public/a', 'private/a'].filter(listing), ['public/a'], 'an anonymous catalog is filtered too')
+})
+
 test('globs: * within a segment, ** across segments, ? one character, the rest literal', () => {
   assert.ok(globToRegExp('team-a/**').test('team-a/app'))
   assert.ok(globToRegExp('team-a/**').test('team-a/x/y'))
@@ -73,4 +110,11 @@ test('globs: * within a segment, ** across segments, ? one character, the rest l
   assert.ok(globToRegExp('app-?').test('app-1'))
   assert.ok(!globToRegExp('app-?').test('app-12'))
   assert.ok(!globToRegExp('a.b').test('axb'), 'dots are literal')
+  assert.ok(globToRegExp('a*b').test('a-x-b'))
+  assert.ok(!globToRegExp('a*b').test('a/b'))
+  assert.ok(globToRegExp('**/x').test('a/b/x'))
+  assert.ok(globToRegExp('a/*/**').test('a/b/c'))
+  assert.ok(!globToRegExp('a/*/**').test('a/b'))
+  assert.ok(globToRegExp('*a*').test('bab'))
+  assert.ok(!globToRegExp('*a*').test('b/a/b'))
 })

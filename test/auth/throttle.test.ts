@@ -39,3 +39,28 @@ test('new limits apply to the counts already made', () => {
   assert.equal(t.fail('a', 2), true)
   assert.equal(t.blockedFor('a', 2), 2000)
 })
+
+test('a blocked address stays blocked for `block` from the failure that blocked it, whatever follows; the boundary is exact', () => {
+  const t = new Throttle({ failures: 2, window: 60_000, block: 1000 })
+  t.fail('a', 0)
+  assert.equal(t.fail('a', 0), true)
+  assert.equal(t.fail('a', 500), false, 'failures while blocked do not block again')
+  assert.equal(t.fail('a', 600), false)
+  assert.equal(t.blockedFor('a', 999), 1)
+  assert.equal(t.blockedFor('a', 1000), 0, 'over at blockedUntil')
+  assert.equal(t.blocked(999), 1)
+  assert.equal(t.blocked(1000), 0)
+})
+
+test('the table of addresses is pruned past 100,000 entries: expired ones go, blocked ones stay', () => {
+  const t = new Throttle({ failures: 2, window: 1000, block: 10_000_000 })
+  t.fail('blocked', 0)
+  t.fail('blocked', 0)
+  for (let i = 0; i < 99_999; i++) t.fail(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 0)
+  assert.equal(t.tracked, 100_000)
+  t.fail('late', 500) // still inside everyone's window: nothing can go
+  assert.equal(t.tracked, 100_001)
+  t.fail('later', 5000) // past every window: the expired go (late too), the blocked one stays
+  assert.equal(t.tracked, 2)
+  assert.ok(t.blockedFor('blocked', 5000) > 0)
+})

@@ -61,3 +61,48 @@ test('the credential cache is bounded, least recently used first out, and keyed 
   off.set(k1, 'u1')
   assert.equal(off.size, 0)
 })
+
+test('a verified credential is answered from the cache with no hash check; failures and other users never are; checks in flight are shared', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'htpasswd')
+  writeFileSync(file, [line(['-B', '-C', '4'], 'a'), line(['-B', '-C', '4'], 'b')].join('\n') + '\n')
+  const store = await UserStore.open(file, 10)
+  t.after(() => store.close())
+  assert.equal(await store.verify('a', 'a-pw'), 'a')
+  const after = store.hashChecks
+  assert.equal(await store.verify('a', 'a-pw'), 'a')
+  assert.equal(store.hashChecks, after, 'a hit costs no hash')
+  assert.equal(await store.verify('a', 'wrong'), null)
+  assert.equal(await store.verify('a', 'wrong'), null)
+  assert.equal(store.hashChecks, after + 2, 'failures are not cached')
+  assert.equal(await store.verify('b', 'a-pw'), null, 'another user with that password')
+  const before = store.hashChecks
+  assert.deepEqual(await Promise.all([store.verify('b', 'b-pw'), store.verify('b', 'b-pw'), store.verify('b', 'b-pw')]), ['b', 'b', 'b'])
+  assert.equal(store.hashChecks, before + 1, 'three at once share one check')
+  const off = await UserStore.open(file, 0)
+  t.after(() => off.close())
+  await off.verify('a', 'a-pw')
+  const once = off.hashChecks
+  await off.verify('a', 'a-pw')
+  assert.equal(off.hashChecks, once + 1, 'cacheSize 0: every request is checked')
+})
+
+test('a reload while a check is hashing: the old file\'s answer is not cached', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'htpasswd')
+  writeFileSync(file, line(['-B', '-C', '10'], 'a') + '\n')
+  const store = await UserStore.open(file, 10)
+  t.after(() => store.close())
+  const checking = store.verify('a', 'a-pw')
+  writeFileSync(file, line(['-B', '-C', '4'], 'other') + '\n')
+  await store.reload()
+  assert.equal(await checking, 'a', 'answered by the file it started with')
+  assert.equal(store.cache.size, 0, 'but not remembered')
+  assert.equal(await store.verify('a', 'a-pw'), null, 'the new file has no user a')
+})
+
+test('the credential cache: a miss leaves no entry behind', () => {
+  const cache = new CredentialCache(2)
+  assert.equal(cache.get(cache.keyOf('u', 'p')), undefined)
+  assert.equal(cache.size, 0)
+})

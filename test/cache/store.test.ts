@@ -119,3 +119,115 @@ test('one leader per missed digest: the others wait for its fill, or for its wor
   assert.equal(cache.leader(d), undefined, 'settled: the next miss leads anew')
   fill?.drop()
 })
+
+test('open: copies already on disk count, oldest first by mtime, past maxSize the oldest go; leftovers of fills are removed', async (t) => {
+  const dir = tempDir(t)
+  const { mkdirSync, writeFileSync, utimesSync, readdirSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  mkdirSync(join(dir, 'sha256'), { recursive: true })
+  mkdirSync(join(dir, 'tmp'), { recursive: true })
+  writeFileSync(join(dir, 'tmp', 'half-a-fill'), 'x')
+  const copies = [0, 1, 2].map((i) => ({ blob: Buffer.alloc(1000, i), at: 1_000_000 + i * 1000 }))
+  // written newest first, so that only the mtimes give the order
+  for (const c of [...copies].reverse()) {
+    const path = join(dir, 'sha256', digestOf(c.blob).slice(7))
+    writeFileSync(path, c.blob)
+    utimesSync(path, c.at, c.at)
+  }
+  writeFileSync(join(dir, 'sha256', 'not-a-digest'), 'junk')
+  const cache = await BlobCache.open({ dir, maxSize: 2500, confirmFor: 1000, log })
+  assert.equal(cache.count, 2)
+  assert.equal(cache.size, 2000)
+  assert.equal(cache.sizeOf(digestOf(copies[0].blob)), undefined, 'the oldest went')
+  assert.equal(cache.sizeOf(digestOf(copies[2].blob)), 1000)
+  assert.deepEqual(readdirSync(join(dir, 'tmp')), [], 'fills cut short by a stop are gone')
+  assert.ok(readdirSync(join(dir, 'sha512')).length === 0, 'both algorithm folders exist')
+})
+
+test('room: an exact fit is taken; a copy already there or a fill in flight is not filled again; eviction stops at the limit', async (t) => {
+  const cache = await open(t, 3000)
+  const a = randomBytes(1000)
+  const fill = cache.startFill(digestOf(a), 3000)
+  assert.ok(fill !== null, 'exactly maxSize fits')
+  assert.equal(cache.startFill(digestOf(randomBytes(1)), 1), null, 'nothing left')
+  fill.drop()
+  const kept = cache.startFill(digestOf(a), 1000)
+  assert.ok(kept !== null)
+  kept.write(a)
+  assert.equal(await kept.commit(), true)
+  assert.equal(cache.startFill(digestOf(a), 1000), null, 'cached already')
+  const b = randomBytes(2000)
+  const second = cache.startFill(digestOf(b), 2000)
+  assert.ok(second !== null)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(cache.sizeOf(digestOf(a)), 1000, 'copies plus reservations equal to maxSize: nothing evicted')
+  assert.equal(cache.stats.evictions, 0)
+  second.drop()
+  assert.deepEqual({ fills: cache.stats.fills, rejected: cache.stats.rejected, skipped: cache.stats.skipped }, { fills: 1, rejected: 2, skipped: 1 })
+})
+
+test('a fill writes its own new file: one left where it would write makes it fail, never overwrite', async (t) => {
+  const cache = await open(t, 1 << 20)
+  const { writeFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const blob = randomBytes(100)
+  writeFileSync(join(cache.dir, 'tmp', `${digestOf(blob).replace(':', '-')}.${process.pid}.0`), 'someone else\'s')
+  const fill = cache.startFill(digestOf(blob), blob.length)
+  assert.ok(fill !== null)
+  const done = new Promise((resolve) => fill.once('done', resolve))
+  fill.write(blob)
+  assert.equal(await done, 'dropped')
+  assert.equal(cache.stats.writeErrors, 1)
+  const next = cache.startFill(digestOf(blob), blob.length)
+  assert.ok(next !== null, 'the next fill takes another name')
+  next.write(blob)
+  assert.equal(await next.commit(), true)
+})
+
+test('write errors are logged once per condition, and once more when writing works again', async (t) => {
+  const lines: string[] = []
+  const spy = { ...log, error: (o: { code?: string }, msg: string) => { lines.push(`error ${o.code ?? '-'} ${msg}`) }, info: (_o: unknown, msg: string) => { lines.push(`info ${msg}`) } }
+  const cache = await BlobCache.open({ dir: tempDir(t), maxSize: 1 << 20, confirmFor: 1000, log: spy as unknown as typeof log })
+  const fail = (code?: string) => cache.writeFailed(Object.assign(new Error(`${code ?? 'no code'}: x`), code === undefined ? {} : { code }))
+  fail('ENOSPC')
+  fail('ENOSPC')
+  fail('EIO')
+  fail()
+  fail()
+  const blob = randomBytes(10)
+  const fill = cache.startFill(digestOf(blob), 10)
+  fill?.write(blob)
+  await fill?.commit()
+  fail('ENOSPC')
+  assert.deepEqual(lines, [
+    'error ENOSPC blob cache: cannot write a copy; downloads continue without caching',
+    'error EIO blob cache: cannot write a copy; downloads continue without caching',
+    'error - blob cache: cannot write a copy; downloads continue without caching',
+    'info blob cache: writing works again',
+    'error ENOSPC blob cache: cannot write a copy; downloads continue without caching'
+  ])
+  assert.equal(cache.stats.writeErrors, 6)
+})
+
+test('at most 100,000 confirmations are remembered: past that the least recently used go', async (t) => {
+  const cache = await open(t, 1 << 20)
+  const d = 'sha256:' + 'c'.repeat(64)
+  for (let i = 0; i < 100_000; i++) cache.confirm(`r/${i}`, d, 0)
+  assert.equal(cache.confirmed('r/0', d, 1), true, 'r/0 used again: now the most recent')
+  cache.confirm('r/new', d, 0)
+  assert.equal(cache.confirmed('r/1', d, 1), false, 'the least recently used went')
+  assert.equal(cache.confirmed('r/0', d, 1), true)
+  assert.equal(cache.confirmed('r/new', d, 1), true)
+})
+
+test('a second leader for the same digest replaces the first; the first settling does not end the second', async (t) => {
+  const cache = await open(t, 1 << 20)
+  const d = digestOf(Buffer.from('y'))
+  const first = cache.lead(d)
+  const second = cache.lead(d)
+  const waiting = cache.leader(d)
+  first(null)
+  assert.equal(cache.leader(d), waiting, 'still the second one')
+  second(null)
+  assert.equal(cache.leader(d), undefined)
+})

@@ -7,15 +7,26 @@ import tls from 'node:tls'
 import { once } from 'node:events'
 import { startBerth, startUpstream, type Berth } from '../helper.js'
 
-/** Sends `raw` on a new TLS connection; resolves with the status, or 'close' when none came. */
+/** Whether `text` holds one whole response (headers, and a body as long as its Content-Length). */
+function answered (text: string): boolean {
+  const end = text.indexOf('\r\n\r\n')
+  if (end === -1) return false
+  const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end))
+  return length !== null && text.length - end - 4 >= Number(length[1])
+}
+
+/** Sends `raw` on a new TLS connection; resolves with the status once one whole response (or a close)
+ * came, or 'close' when none came within `wait`. */
 export async function rawExchange (berth: Berth, raw: string | Buffer, wait = 1500): Promise<{ status: number | 'close', text: string }> {
   const socket = tls.connect({ host: '127.0.0.1', port: berth.port, ca: berth.ca, servername: 'localhost' })
   await once(socket, 'secureConnect')
   let text = ''
-  socket.on('data', (c: Buffer) => { text += c.toString('latin1') })
+  let whole: () => void = () => {}
+  const complete = new Promise<void>((resolve) => { whole = resolve })
+  socket.on('data', (c: Buffer) => { text += c.toString('latin1'); if (answered(text)) whole() })
   socket.on('error', () => {})
   socket.write(raw)
-  await Promise.race([once(socket, 'close'), new Promise((resolve) => setTimeout(resolve, wait))])
+  await Promise.race([once(socket, 'close'), complete, new Promise((resolve) => setTimeout(resolve, wait))])
   socket.destroy()
   const m = /^HTTP\/1\.1 (\d{3})/.exec(text)
   return { status: m === null ? 'close' : Number(m[1]), text }

@@ -172,7 +172,13 @@ test('SIGHUP: a broken config is refused and the old one keeps serving; 200 conc
   const dir = tempDir(t)
   const c = await testCerts()
   const blob = Buffer.alloc(256 * 1024, 3)
-  const up = await startUpstream((req, res) => { res.writeHead(200, { 'content-length': blob.length }); res.end(blob) }, { plain: true })
+  // Each answer waits until the test lets it go: the pulls are provably in flight when the signals land.
+  let holding = false
+  const held: Array<() => void> = []
+  const up = await startUpstream((req, res) => {
+    const answer = () => { res.writeHead(200, { 'content-length': blob.length }); res.end(blob) }
+    if (holding) held.push(answer); else answer()
+  }, { plain: true })
   t.after(() => up.close())
   const file = join(dir, 'berth.yaml')
   const good = `listen: { host: 127.0.0.1, port: 0 }\ntls: { cert: ${c.cert}, key: ${c.key} }\nupstream: { servers: [ { url: "${up.url}" } ] }\n`
@@ -197,11 +203,17 @@ test('SIGHUP: a broken config is refused and the old one keeps serving; 200 conc
   assert.equal(await pull(), 1, 'the old configuration still serves')
 
   writeFileSync(file, good + 'limits: { maxBodySize: 1g }\n')
+  holding = true
   const pulls = Array.from({ length: 200 }, pull)
-  for (let i = 0; i < 3; i++) { child.kill('SIGHUP'); await new Promise((resolve) => setTimeout(resolve, 30)) }
+  await waitFor(() => held.length === 200, 10_000, '200 pulls waiting at the upstream')
+  for (let i = 0; i < 3; i++) {
+    child.kill('SIGHUP')
+    await waitFor(() => (output().match(/"configuration reloaded"/g) ?? []).length >= i + 1, 5000, `reload ${i + 1}`)
+  }
+  holding = false
+  for (const answer of held.splice(0)) answer()
   const ok = (await Promise.all(pulls)).reduce((a, b) => a + b, 0)
-  await waitFor(() => (output().match(/"configuration reloaded"/g) ?? []).length >= 3, 5000, 'three reloads')
-  assert.equal(ok, 200)
+  assert.equal(ok, 200, 'every pull in flight across three reloads completed')
   child.kill('SIGTERM')
   assert.deepEqual(await once(child, 'exit'), [0, null])
 })

@@ -68,3 +68,52 @@ test('trusted proxies: the client is the nearest address in X-Forwarded-For that
   assert.match(cidrProblem('localhost') ?? '', /IP address or a CIDR block/)
   assert.equal(peerAddress({ socket: { remoteAddress: '::ffff:127.0.0.1' } }), '127.0.0.1')
 })
+
+test('every hop-by-hop header is dropped both ways, and every header Connection names, except Host', () => {
+  const hop = ['Connection', 'x-named', 'Keep-Alive', 'timeout=5', 'Proxy-Connection', 'keep-alive', 'TE', 'trailers', 'Trailer', 'x-t', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c']
+  const kept = upstreamRequestHeaders(req(['Host', 'h', ...hop, 'X-Named', 'secret', 'Expect', '100-continue', 'X-Kept', '1', 'Close', 'c', 'Keep', 'k']), f)
+  assert.deepEqual(pairs(kept.headers).slice(0, 4), ['host: h', 'x-kept: 1', 'close: c', 'keep: k'], 'Connection: x-named drops X-Named; expect is berth\'s')
+  const closing = upstreamRequestHeaders(req(['Host', 'h', 'Connection', 'Close, Keep-Alive, , X-A', 'X-A', '1', 'X-B', '2']), f)
+  assert.deepEqual(pairs(closing.headers).slice(0, 2), ['host: h', 'x-b: 2'])
+  const out = clientResponseHeaders({ connection: 'close, x-secret', 'keep-alive': 'timeout=5', 'proxy-connection': 'x', te: 'x', trailer: 'x', 'transfer-encoding': 'chunked', upgrade: 'x', 'x-secret': 's', close: 'kept', 'x-origin': 'https://127.0.0.1:5000/v2/' }, new Set(['https://127.0.0.1:5000']), 'https://r.example')
+  assert.deepEqual(out, { close: 'kept', 'x-origin': 'https://127.0.0.1:5000/v2/' }, 'only Location and Link are rewritten')
+})
+
+test('forwarding headers are recognised by their whole name; a trusted proxy\'s values are checked before they pass', () => {
+  const look = ['Host', 'h', 'X-My-Forwarded', 'a', 'Forwarded-By', 'b', 'X-Real-IP-V6', 'c', 'Via-X-Forwarded-For', 'd']
+  assert.deepEqual(pairs(upstreamRequestHeaders(req(look), f).headers).slice(0, 5), ['host: h', 'x-my-forwarded: a', 'forwarded-by: b', 'x-real-ip-v6: c', 'via-x-forwarded-for: d'])
+  const t = { ...f, trusted: true, peer: '10.0.0.2', client: '1.1.1.1' }
+  const proto = (v: string) => pairs(upstreamRequestHeaders(req(['Host', 'h', 'X-Forwarded-Proto', v]), t).headers).at(-1)
+  assert.equal(proto('https'), 'x-forwarded-proto: https')
+  assert.equal(proto('http'), 'x-forwarded-proto: http')
+  assert.equal(proto('HTTP'), 'x-forwarded-proto: https', 'not one of the two: berth\'s own')
+  assert.equal(proto('ftp'), 'x-forwarded-proto: https')
+  const host = (...values: string[]) => upstreamRequestHeaders(req(['Host', 'h', ...values.flatMap((v) => ['X-Forwarded-Host', v])]), t)
+  assert.equal(host(' r.example:8443 , other').publicOrigin, 'https://r.example:8443', 'the first of a list, trimmed')
+  assert.equal(host('[::1]:443').publicOrigin, 'https://[::1]:443')
+  assert.equal(host('first.example', 'second.example').publicOrigin, 'https://first.example', 'the first header')
+  for (const bad of ['a_b', 'a.', '-a', '[zz]', 'a:123456', 'a b', '']) assert.equal(host(bad).publicOrigin, 'https://h', JSON.stringify(bad))
+  assert.deepEqual(pairs(upstreamRequestHeaders(req(['Host', 'h', 'X-Forwarded-For', '1.1.1.1', 'X-Forwarded-For', '2.2.2.2']), t).headers).at(-2), 'x-forwarded-for: 1.1.1.1, 2.2.2.2, 10.0.0.2')
+})
+
+test('only an absolute URL whose origin is an upstream\'s is rewritten', () => {
+  const ups = new Set(['https://127.0.0.1:5000'])
+  assert.equal(rewriteUrl('/v2/x?next=https://127.0.0.1:5000/y', ups, 'https://r.example'), '/v2/x?next=https://127.0.0.1:5000/y')
+  assert.equal(rewriteUrl('x https://127.0.0.1:5000/y', ups, 'https://r.example'), 'x https://127.0.0.1:5000/y')
+  assert.equal(rewriteUrl('https://127.0.0.1:5000?x', ups, 'https://r.example'), 'https://r.example?x')
+  assert.equal(rewriteUrl('https://[not an origin/x', ups, 'https://r.example'), 'https://[not an origin/x')
+  const links = clientResponseHeaders({ link: ['<https://127.0.0.1:5000/a>; rel="next"', '</b>; rel="prev"'] }, ups, 'https://r.example')
+  assert.deepEqual(links.link, ['<https://r.example/a>; rel="next"', '</b>; rel="prev"'])
+})
+
+test('peer addresses and CIDR blocks: every malformed prefix is refused', () => {
+  assert.equal(peerAddress({ socket: null }), '')
+  assert.equal(peerAddress({ socket: {} }), '')
+  assert.equal(peerAddress({ socket: { remoteAddress: '::ffff:fe80::1' } }), '::ffff:fe80::1', 'not a mapped IPv4 address: as it is')
+  assert.equal(peerAddress({ socket: { remoteAddress: '10.0.0.1' } }), '10.0.0.1')
+  assert.equal(cidrProblem('10.0.0.1'), null)
+  assert.equal(cidrProblem('10.0.0.0/16'), null)
+  assert.equal(cidrProblem('10.0.0.0/32'), null)
+  assert.equal(cidrProblem('::/128'), null)
+  for (const bad of ['10.0.0.0/x5', '10.0.0.0/5x', '10.0.0.0/', '10.0.0.0/1234', 'fd00::/129', '10.0.0.0/8/8', '10.0.0.0/-1']) assert.notEqual(cidrProblem(bad), null, bad)
+})

@@ -40,3 +40,25 @@ test('which body goes upstream: none, the request itself for a Content-Length, a
   assert.equal(requestBody(framed, 10), framed.raw)
   assert.notEqual(requestBody(fakeRequest({ 'transfer-encoding': 'chunked' }), 10), null)
 })
+
+test('a client that goes away mid-body is an error to the upstream, never a clean end', async () => {
+  const request = fakeRequest({ 'transfer-encoding': 'chunked' })
+  const body = requestBody(request, 1 << 20)
+  assert.ok(body !== null)
+  const outcome = new Promise<string>((resolve) => {
+    body.on('end', () => resolve('end'))
+    body.on('error', (err: Error) => resolve(err.message))
+    body.resume()
+  })
+  request.raw.write(Buffer.alloc(100))
+  request.raw.emit('close')
+  assert.equal(await outcome, 'client closed the connection mid-body')
+  const finished = fakeRequest({ 'transfer-encoding': 'chunked' })
+  const whole = requestBody(finished, 1 << 20)
+  assert.ok(whole !== null)
+  const clean = new Promise<string>((resolve) => { whole.on('end', () => resolve('end')); whole.on('error', (err: Error) => resolve(err.message)); whole.resume() })
+  finished.raw.end(Buffer.alloc(10))
+  ;(finished.raw as unknown as { complete: boolean }).complete = true
+  finished.raw.emit('close')
+  assert.equal(await clean, 'end', 'a close after the whole body is no error')
+})

@@ -39,6 +39,7 @@ test('replay rules: a body that started streaming never goes elsewhere; a sent P
 
 test('causes in nginx\'s words, and which count against the server', () => {
   assert.equal(causeOf(new RetryStatus(503)), 'http_503')
+  assert.equal(new RetryStatus(503).message, 'status 503')
   assert.equal(causeOf(new InvalidResponse('bad range')), 'invalid_header')
   for (const code of ['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'BERTH_ERR_UPSTREAM_TIMEOUT']) {
     assert.equal(causeOf(Object.assign(new Error('x'), { code })), 'timeout', code)

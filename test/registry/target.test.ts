@@ -26,6 +26,18 @@ test('framing a proxy must refuse: HTTP/0.9 and 1.2+, two Hosts, a Host that is 
   for (const host of ['r.example:8443', '10.0.0.1', '[::1]:443', 'localhost']) assert.equal(refusal(readTarget(req('/v2/', ['Host', host]))), 'ok', host)
   assert.equal(refusal(readTarget(req('/v2/', ['Host', 'a', 'Transfer-Encoding', 'chunked'], '1.0'))), 'framing')
   assert.equal(refusal(readTarget(req('/v2/', ['Host', 'a', 'Transfer-Encoding', 'chunked']))), 'ok')
+  assert.equal(refusal(readTarget(req('/v2/', ['Host', 'a', 'Date', 'x', 'hOsT-Other', 'y']))), 'ok', 'only headers named Host count')
+  assert.equal(refusal(readTarget(req('/v2/', ['hOsT', 'a', 'HOST', 'b']))), 'framing')
+  assert.equal(refusal(readTarget(req('/v2/', ['Host', 'a'], '2.0'))), 'framing')
+  // what each refusal says (the client reads it in the registry error)
+  const message = (t: ReturnType<typeof readTarget>) => 'refused' in t ? t.message : ''
+  assert.equal(message(readTarget(req('/v2/', ['Host', 'a'], '1.2'))), 'HTTP/1.2 is not supported')
+  assert.equal(message(readTarget(req('/v2/', ['Host', 'a', 'Host', 'b']))), 'more than one Host header')
+  assert.equal(message(readTarget(req('/v2/', ['Host', 'a b']))), 'Host is not a host name or address with an optional port')
+  assert.equal(message(readTarget(req('/v2/', ['Host', 'a', 'Transfer-Encoding', 'chunked'], '1.0'))), 'Transfer-Encoding on HTTP/1.0')
+  assert.equal(message(readTarget(req('http://x/v2/'))), 'expected a path starting with /')
+  assert.equal(message(readTarget(req('/v2/a%2Fb/manifests/x'))), 'the path must not hold encoded characters, dot or empty segments')
+  assert.equal(message(readTarget(req('/v2/A/manifests/x'))), 'invalid repository name')
 })
 
 test('targets: absolute forms refused and closed, non-canonical paths refused, bad names NAME_INVALID', () => {
@@ -41,7 +53,37 @@ test('targets: absolute forms refused and closed, non-canonical paths refused, b
   assert.equal(refusal(readTarget(req(`/v2/${'a'.repeat(255)}/manifests/x`))), 'ok')
   assert.equal(refusal(readTarget(req('/healthz'))), 'ok', 'not a registry path: the access rules answer 404')
   assert.deepEqual(readTarget(req('/v2/team/app/blobs/uploads/')), { action: { kind: 'upload', repository: 'team/app', reference: null } })
+  assert.deepEqual(readTarget(req('/v2/team/app/manifests/v1')), { action: { kind: 'manifest', repository: 'team/app', reference: 'v1' } })
+  assert.deepEqual(readTarget(req('/v2/team/app/manifests/v1?x=%2F')), { action: { kind: 'manifest', repository: 'team/app', reference: 'v1' } })
+  assert.equal(namesBadRepository('/other/v2/A/manifests/x', parseRegistryPath('/other/v2/A/manifests/x')), false, 'only paths under /v2/')
   assert.equal(namesBadRepository('/v2/x/manifests/y', parseRegistryPath('/v2/x/manifests/y')), false)
+})
+
+test('registry paths parse into kind, repository and reference', () => {
+  const cases: Array<[string, string, string | null, string | null]> = [
+    ['/v2/', 'base', null, null],
+    ['/v2', 'base', null, null],
+    ['/v2/_catalog', 'catalog', null, null],
+    ['/v2/library/ubuntu/manifests/22.04', 'manifest', 'library/ubuntu', '22.04'],
+    ['/v2/a/manifests/sha256:abc', 'manifest', 'a', 'sha256:abc'],
+    ['/v2/team-a/app.x/blobs/sha256:0123', 'blob', 'team-a/app.x', 'sha256:0123'],
+    ['/v2/a/b/c/blobs/uploads/', 'upload', 'a/b/c', null],
+    ['/v2/a/blobs/uploads/8a3e-uuid', 'upload', 'a', '8a3e-uuid'],
+    ['/v2/a/tags/list', 'tags', 'a', null],
+    ['/v2/a/tags/other', 'tags', 'a', 'other'],
+    ['/v2/a/manifests/list', 'manifest', 'a', 'list'],
+    ['/v2/a/manifests/', 'manifest', 'a', null],
+    ['/v2/a/blobs/uploads', 'upload', 'a', null],
+    ['/v2/a/blobs/uploadsx', 'blob', 'a', 'uploadsx'],
+    ['/v2/a/manifests/uploads/x', 'manifest', 'a', 'uploads/x'],
+    ['/v2/a/referrers/', 'referrers', 'a', null],
+    ['/v2/a/referrers/sha256:abc', 'referrers', 'a', 'sha256:abc'],
+    ['/v2/UPPER/manifests/x', 'other', null, null],
+    ['/healthz', 'other', null, null]
+  ]
+  for (const [path, kind, repository, reference] of cases) {
+    assert.deepEqual(parseRegistryPath(path), { kind, repository, reference }, path)
+  }
 })
 
 test('repository names: distribution\'s grammar and length', () => {
@@ -62,6 +104,7 @@ test('a body the registry would read as a form is refused, in every spelling; ot
     assert.match(problem(type) ?? '', /form bodies/, type)
   }
   assert.match(problem(['application/octet-stream', 'application/x-www-form-urlencoded']) ?? '', /more than one/)
+  assert.equal(formBodyProblem({ 'content-type': 'application/octet-stream' }, ['Content-Type', 'application/octet-stream', 'X-Request-Id', 'abc', 'Content-Typo', 'x']), null, 'other headers of the same length do not count')
   assert.match(problem(Buffer.from('applİcation/x-www-form-urlencoded').toString('latin1')) ?? '', /ASCII/)
   for (const type of ['application/octet-stream', 'application/vnd.oci.image.manifest.v1+json', 'application/vnd.example.platform+json', 'multipart/mixed']) assert.equal(problem(type), null, type)
   assert.equal(formBodyProblem({}, []), null)
