@@ -17,7 +17,7 @@
 // writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
 //   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory]
-//   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS; PEERS=nginx,nginx-tuned
+//   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -36,6 +36,7 @@ const BLOB_MB = Number(process.env.BLOB_MB ?? 250)
 const IMAGE_MB = Number(process.env.IMAGE_MB ?? 60)
 const MEMORY_MB = Number(process.env.MEMORY_MB ?? 1000)
 const DOWNLOADS = Number(process.env.DOWNLOADS ?? 200)
+const BCRYPT_COST = process.env.BCRYPT_COST ?? '12'
 const SOURCES = process.env.BERTH_SOURCES === '1'
 const PEER_NAMES = (process.env.PEERS ?? Object.keys(PEERS).join(',')).split(',').filter((p) => p in PEERS)
 const CONNECTIONS = 32
@@ -128,7 +129,7 @@ try {
   const htpasswd = join(dir, 'htpasswd')
   writeFileSync(htpasswd, [
     htpasswdLine(['-m'], 'apr1-user', 'apr1 password'),
-    htpasswdLine(['-B', '-C', '12'], 'bcrypt-user', 'bcrypt password')
+    htpasswdLine(['-B', '-C', BCRYPT_COST], 'bcrypt-user', 'bcrypt password')
   ].join('\n') + '\n')
   // nginx's workers run as an unprivileged user: they must be able to read the file
   chmodSync(dir, 0o755)

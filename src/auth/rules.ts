@@ -73,8 +73,6 @@ export class AccessPolicy {
     return (repository) => this.allows(user, 'catalog', repository) && this.allows(user, 'pull', repository)
   }
 
-  /** Whether anything at all is open to clients without credentials. */
-  get hasAnonymous (): boolean { return this.#anonymous !== null }
 }
 
 export type Verdict =

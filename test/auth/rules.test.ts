@@ -71,6 +71,7 @@ test('a refusal says which action on which repository; a request that is no API 
   assert.deepEqual(decide(policy, 'bot', parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog'), { allowed: false, why: 'denied', action: 'catalog', repository: undefined })
   assert.deepEqual(decide(policy, 'bot', null, 'GET', '/v2/'), { allowed: false, why: 'not-api' })
   assert.equal(verdict('bot', 'PUT', '/v2/team/app/manifests/v1?from=private/y'), 'allowed', 'a `from` outside an upload names nothing')
+  assert.equal(verdict('bot', 'POST', '/v2/team/app/manifests/v1?from=private/y'), 'allowed', 'nor on a POST elsewhere')
 })
 
 test('rules: groups expand to their members, any of a rule\'s globs may match, no rules means every user but never anonymous', () => {
@@ -98,6 +99,9 @@ test('rules: groups expand to their members, any of a rule\'s globs may match, n
   const listing = anon.catalogFilter(null)
   assert.ok(listing !== null)
   assert.deepEqual(['public/a', 'private/a'].filter(listing), ['public/a'], 'an anonymous catalog is filtered too')
+  const anonOnly = rules('  anonymous: { repositories: ["public/**"], actions: [pull, catalog] }\n').catalogFilter(null)
+  assert.ok(anonOnly !== null)
+  assert.deepEqual(['public/a', 'private/a'].filter(anonOnly), ['public/a'], 'also without access rules')
 })
 
 test('globs: * within a segment, ** across segments, ? one character, the rest literal', () => {

@@ -187,8 +187,14 @@ test('a fill writes its own new file: one left where it would write makes it fai
 test('write errors are logged once per condition, and once more when writing works again', async (t) => {
   const lines: string[] = []
   const spy = { ...log, error: (o: { code?: string }, msg: string) => { lines.push(`error ${o.code ?? '-'} ${msg}`) }, info: (_o: unknown, msg: string) => { lines.push(`info ${msg}`) } }
-  const cache = await BlobCache.open({ dir: tempDir(t), maxSize: 1 << 20, confirmFor: 1000, log: spy as unknown as typeof log })
-  const fail = (code?: string) => cache.writeFailed(Object.assign(new Error(`${code ?? 'no code'}: x`), code === undefined ? {} : { code }))
+  const cache = await BlobCache.open({ dir: `${tempDir(t)}/a/new/cache`, maxSize: 1 << 20, confirmFor: 1000, log: spy as unknown as typeof log })
+  const ok = randomBytes(10)
+  const first = cache.startFill(digestOf(ok), 10)
+  first?.write(ok)
+  assert.equal(await first?.commit(), true, 'a cache in a directory that did not exist')
+  assert.deepEqual(lines, [], 'nothing to say while writing works')
+  let n = 0
+  const fail = (code?: string) => cache.writeFailed(Object.assign(new Error(code === undefined ? 'no code' : `${code}: x${n++}`), code === undefined ? {} : { code }))
   fail('ENOSPC')
   fail('ENOSPC')
   fail('EIO')
@@ -207,6 +213,10 @@ test('write errors are logged once per condition, and once more when writing wor
     'error ENOSPC blob cache: cannot write a copy; downloads continue without caching'
   ])
   assert.equal(cache.stats.writeErrors, 6)
+  // without a code, the message is the condition
+  cache.writeFailed(new Error('one thing'))
+  cache.writeFailed(new Error('one thing'))
+  assert.equal(lines.length, 6)
 })
 
 test('at most 100,000 confirmations are remembered: past that the least recently used go', async (t) => {

@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { clientResponseHeaders, rewriteUrl, upstreamRequestHeaders, type ClientSide } from '../../src/proxy/headers.js'
-import { TrustedProxies, cidrProblem, peerAddress } from '../../src/net.js'
+import { TrustedProxies, cidrProblem, isIpAddress, peerAddress } from '../../src/net.js'
 
 function req (raw: string[]): IncomingMessage {
   const headers: Record<string, string> = {}
@@ -73,8 +73,8 @@ test('every hop-by-hop header is dropped both ways, and every header Connection 
   const hop = ['Connection', 'x-named', 'Keep-Alive', 'timeout=5', 'Proxy-Connection', 'keep-alive', 'TE', 'trailers', 'Trailer', 'x-t', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c']
   const kept = upstreamRequestHeaders(req(['Host', 'h', ...hop, 'X-Named', 'secret', 'Expect', '100-continue', 'X-Kept', '1', 'Close', 'c', 'Keep', 'k']), f)
   assert.deepEqual(pairs(kept.headers).slice(0, 4), ['host: h', 'x-kept: 1', 'close: c', 'keep: k'], 'Connection: x-named drops X-Named; expect is berth\'s')
-  const closing = upstreamRequestHeaders(req(['Host', 'h', 'Connection', 'Close, Keep-Alive, , X-A', 'X-A', '1', 'X-B', '2']), f)
-  assert.deepEqual(pairs(closing.headers).slice(0, 2), ['host: h', 'x-b: 2'])
+  const closing = upstreamRequestHeaders(req(['Host', 'h', 'Connection', 'Close, Keep-Alive, , X-A', 'X-A', '1', 'X-B', '2', 'Close', 'c']), f)
+  assert.deepEqual(pairs(closing.headers).slice(0, 3), ['host: h', 'x-b: 2', 'close: c'], '`Connection: close` names no header')
   const out = clientResponseHeaders({ connection: 'close, x-secret', 'keep-alive': 'timeout=5', 'proxy-connection': 'x', te: 'x', trailer: 'x', 'transfer-encoding': 'chunked', upgrade: 'x', 'x-secret': 's', close: 'kept', 'x-origin': 'https://127.0.0.1:5000/v2/' }, new Set(['https://127.0.0.1:5000']), 'https://r.example')
   assert.deepEqual(out, { close: 'kept', 'x-origin': 'https://127.0.0.1:5000/v2/' }, 'only Location and Link are rewritten')
 })
@@ -91,6 +91,10 @@ test('forwarding headers are recognised by their whole name; a trusted proxy\'s 
   const host = (...values: string[]) => upstreamRequestHeaders(req(['Host', 'h', ...values.flatMap((v) => ['X-Forwarded-Host', v])]), t)
   assert.equal(host(' r.example:8443 , other').publicOrigin, 'https://r.example:8443', 'the first of a list, trimmed')
   assert.equal(host('[::1]:443').publicOrigin, 'https://[::1]:443')
+  assert.equal(host('a').publicOrigin, 'https://a', 'a one-letter name')
+  const plain = { ...t, proto: 'http' as const }
+  assert.equal(pairs(upstreamRequestHeaders(req(['Host', 'h', 'X-Forwarded-Proto', 'https']), plain).headers).at(-1), 'x-forwarded-proto: https', 'a balancer that terminated TLS')
+  assert.equal(upstreamRequestHeaders(req(['Host', 'h', 'X-Forwarded-For', 'http']), plain).publicOrigin, 'http://h', 'only X-Forwarded-Proto names the scheme')
   assert.equal(host('first.example', 'second.example').publicOrigin, 'https://first.example', 'the first header')
   for (const bad of ['a_b', 'a.', '-a', '[zz]', 'a:123456', 'a b', '']) assert.equal(host(bad).publicOrigin, 'https://h', JSON.stringify(bad))
   assert.deepEqual(pairs(upstreamRequestHeaders(req(['Host', 'h', 'X-Forwarded-For', '1.1.1.1', 'X-Forwarded-For', '2.2.2.2']), t).headers).at(-2), 'x-forwarded-for: 1.1.1.1, 2.2.2.2, 10.0.0.2')
@@ -111,6 +115,8 @@ test('peer addresses and CIDR blocks: every malformed prefix is refused', () => 
   assert.equal(peerAddress({ socket: {} }), '')
   assert.equal(peerAddress({ socket: { remoteAddress: '::ffff:fe80::1' } }), '::ffff:fe80::1', 'not a mapped IPv4 address: as it is')
   assert.equal(peerAddress({ socket: { remoteAddress: '10.0.0.1' } }), '10.0.0.1')
+  assert.deepEqual(['10.0.0.1', '[::1]', '::1', 'fd00::1', 'registry.example', '[registry]', '10.0.0'].map(isIpAddress), [true, true, true, true, false, false, false])
+  assert.equal(cidrProblem('fd00::/64'), null)
   assert.equal(cidrProblem('10.0.0.1'), null)
   assert.equal(cidrProblem('10.0.0.0/16'), null)
   assert.equal(cidrProblem('10.0.0.0/32'), null)
