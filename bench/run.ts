@@ -455,7 +455,7 @@ try {
         r[`${target.name} idle`] = idle
         resetPeak(target.pid)
         await parallel(target, DOWNLOADS)
-        peaks[target.name].push(peakMB(target.pid) - idle)
+        peaks[target.name].push(Math.max(0, peakMB(target.pid) - idle))
       }
     }
     for (const target of proxies) {
