@@ -14,10 +14,11 @@ x509.cryptoProvider.set(webcrypto as unknown as Crypto)
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' }
 const DAY = 86_400_000
 
-export interface CertFiles { caCert: string, caKey: string, cert: string, key: string }
+/** `trust`: a folder holding only the CA certificate, for skopeo's --cert-dir and as a model of docker's certs.d. */
+export interface CertFiles { caCert: string, caKey: string, cert: string, key: string, trust: string }
 
 function certFiles (dir: string): CertFiles {
-  return { caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') }
+  return { caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key'), trust: join(dir, 'trust') }
 }
 
 const serial = () => '01' + randomBytes(15).toString('hex')
@@ -100,6 +101,9 @@ export async function makeCerts ({ hosts, ips, out }: MakeCertsOptions): Promise
   await writeFile(files.key, await pemKey(keys.privateKey), { flag: 'wx', mode: 0o600 })
   // Sanity: Node agrees the key and certificate belong together.
   new X509Certificate(await readFile(files.cert)).checkPrivateKey(createPrivateKey(await readFile(files.key))) // eslint-disable-line no-new
+  // skopeo reads every *.key in a --cert-dir as a client key: the CA alone in a folder of its own
+  await mkdir(files.trust, { recursive: true })
+  await writeFile(join(files.trust, 'ca.crt'), await readFile(files.caCert))
   return { files, createdCa: !haveCa }
 }
 
@@ -118,6 +122,7 @@ export function trustInstructions (files: CertFiles, names: string[], port: numb
     `  RHEL/Fedora:    sudo cp ${files.caCert} /etc/pki/ca-trust/source/anchors/berth-ca.crt && sudo update-ca-trust`,
     '  then:           sudo systemctl restart docker',
     '',
-    `skopeo without either: --cert-dir DIR (or --src-cert-dir/--dest-cert-dir), with ${files.caCert} copied into DIR.`
+    `skopeo without either: --cert-dir ${files.trust} (or --src-cert-dir/--dest-cert-dir; the folder holds only the CA).`,
+    `curl: --cacert ${files.caCert}`
   ].join('\n')
 }

@@ -8,7 +8,10 @@ import { startServer } from './server.js'
 import { passwd, readPassword } from './auth/passwd.js'
 
 const USAGE = `usage:
-  berth start --config FILE [--init-certs]   run the proxy in the foreground
+  berth start --config FILE [--init-certs] [--dev]
+                                             run the proxy in the foreground; --init-certs makes missing
+                                             certificates; --dev (npm start) also starts a development
+                                             registry when none answers at the configured one
   berth check --config FILE                  validate FILE and everything it names (like nginx -t)
   berth certs --host NAME [--host NAME...] [--ip ADDR...] [--port 443] --out DIR
                                              make a CA and a server certificate, and say how to trust it
@@ -36,6 +39,7 @@ const OPTIONS = {
   port: { type: 'string', default: '443' },
   out: { type: 'string' },
   'init-certs': { type: 'boolean', default: false },
+  dev: { type: 'boolean', default: false },
   'password-stdin': { type: 'boolean', default: false },
   md5: { type: 'boolean', short: 'm', default: false },
   bcrypt: { type: 'boolean', short: 'B', default: false },
@@ -73,7 +77,7 @@ export async function main (argv: string[]): Promise<number> {
     case 'start': {
       if (!args.config) return fail('start needs --config FILE')
       try {
-        await startServer(args.config, { initCerts: args['init-certs'] })
+        await startServer(args.config, { initCerts: args['init-certs'], dev: args.dev })
         return -1 // keep running
       } catch (err) { return configProblem(err) }
     }

@@ -9,11 +9,14 @@ import type { BerthConfig } from './config/schema.js'
 import { createLogs } from './logging.js'
 import { buildApp } from './app.js'
 import { makeCerts, trustInstructions } from './certs.js'
+import { ensureDevRegistry } from './dev-registry.js'
 import type { ConfigError } from './errors.js'
 
 export interface StartOptions {
-  /** Create a development CA and certificate when the configured ones are missing (`npm start`). */
+  /** Create a development CA and certificate when the configured ones are missing (the Docker image). */
   initCerts?: boolean
+  /** `npm start`: initCerts, and a development registry when none answers at the configured one. */
+  dev?: boolean
   /** Where to say what happened before the logger exists. */
   say?: (line: string) => void
 }
@@ -34,8 +37,9 @@ async function ensureDevCerts (configFile: string, say: (line: string) => void):
 
 export async function startServer (configFile: string, opts: StartOptions = {}): Promise<FastifyInstance> {
   const say = opts.say ?? ((line: string) => process.stderr.write(line + '\n'))
-  if (opts.initCerts) await ensureDevCerts(configFile, say)
+  if (opts.initCerts === true || opts.dev === true) await ensureDevCerts(configFile, say)
   const config: BerthConfig = await loadConfig(configFile)
+  const registry = opts.dev === true ? await ensureDevRegistry(config, say) : null
   const logs = await createLogs(config)
   const app = await buildApp(config, { logs })
   const onUsr1 = () => {
@@ -80,6 +84,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
   process.on('SIGTERM', onStop)
   process.on('SIGINT', onStop)
   app.addHook('onClose', async () => {
+    await registry?.stop()
     process.off('SIGUSR1', onUsr1)
     process.off('SIGHUP', onHup)
     process.off('SIGTERM', onStop)

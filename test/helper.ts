@@ -206,8 +206,8 @@ export interface BerthProcess { child: ChildProcess, port: number, output: () =>
 
 /** `berth start ARGS…` as a child process (bin/berth.js, or `entry` run the same way); resolves once it
  * logged "berth listening". */
-export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) => void }, args: string[], entry = '../bin/berth.js'): Promise<BerthProcess> {
-  const child = spawn(process.execPath, [...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), fileURLToPath(new URL(entry, import.meta.url)), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) => void }, args: string[], entry = '../bin/berth.js', env: Record<string, string> = {}): Promise<BerthProcess> {
+  const child = spawn(process.execPath, [...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), fileURLToPath(new URL(entry, import.meta.url)), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   let out = ''
   child.stdout?.on('data', (c) => { out += c })
   child.stderr?.on('data', (c) => { out += c })

@@ -129,3 +129,28 @@ test('deploy/kubernetes parses, and every name, key, port, probe and path it ref
   }
   for (const path of [config.tls?.cert, config.tls?.key, config.auth?.htpasswd]) assert.ok(mounted.has(path as string), `${path} is mounted`)
 })
+
+test('npm test sets up its own tools: one script, run by pretest, which CI reaches through npm test; without root it names the exact command', (t) => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  assert.equal(pkg.scripts.pretest, 'bash scripts/test-tools.sh')
+  const ci = readFileSync(join(ROOT, '.ci', 'run'), 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#'))
+  assert.deepEqual(ci.slice(-2), ['npm ci', 'npm test'], '.ci/run ends with the README\'s test command')
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+  assert.match(readme, /^npm ci && npm test +#/m)
+
+  // A machine with none of the tools, not root, no sudo: the script fails and prints the command.
+  const dir = tempDir(t)
+  const bin = join(dir, 'bin')
+  mkdirSync(bin)
+  for (const tool of ['bash', 'sh']) symlinkSync(spawnSync('sh', ['-c', `command -v ${tool}`]).stdout.toString().trim(), join(bin, tool))
+  writeFileSync(join(bin, 'id'), '#!/bin/sh\necho 1000\n', { mode: 0o755, flag: 'wx' }) // a user, not root
+  writeFileSync(join(bin, 'apt-get'), '#!/bin/sh\nexit 99\n', { mode: 0o755 })
+  const r = spawnSync(join(bin, 'bash'), [join(ROOT, 'scripts', 'test-tools.sh')], { env: { PATH: bin }, encoding: 'utf8' })
+  assert.equal(r.status, 1)
+  assert.match(r.stderr, /install them with:\n {2}sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry skopeo apache2-utils nginx-light curl testssl\.sh'/)
+
+  // Everything there: nothing to do, nothing printed.
+  const ok = spawnSync('bash', [join(ROOT, 'scripts', 'test-tools.sh')], { encoding: 'utf8' })
+  assert.equal(ok.status, 0, ok.stderr)
+  assert.equal(ok.stderr, '')
+})

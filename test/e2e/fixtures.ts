@@ -15,7 +15,7 @@ import { testCerts, sleep, spawnBerth, waitFor } from '../helper.js'
 /** Fails (never skips) when a tool is missing: .ci/run installs them. */
 export function requireTool (cmd: string, pkg: string): void {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`])
-  assert.equal(r.status, 0, `${cmd} is missing: apt-get install -y ${pkg} (.ci/run does this)`)
+  assert.equal(r.status, 0, `${cmd} is missing: apt-get install -y ${pkg} (npm test installs it: scripts/test-tools.sh)`)
 }
 
 export async function freePort (): Promise<number> {
