@@ -89,6 +89,8 @@ export interface Berth {
   ca: Buffer
   dir: string
   accessLog (): string
+  /** The error log so far (flushed first). */
+  errorLog (): string
   close (): Promise<void>
 }
 
@@ -100,6 +102,16 @@ type DeepPartial<T> = T extends Array<infer U> ? Array<DeepPartial<U>> : T exten
 
 function isObject (v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+const DURATION_KEYS = new Set(['sessionTimeout', 'failTimeout', 'interval', 'timeout', 'connect', 'idle', 'window', 'block', 'header', 'clientIdle', 'confirmFor', 'maxEventLoopDelay', 'retryAfter', 'drainTimeout'])
+
+/** Test configs write durations as numbers of milliseconds; berth's YAML needs the unit. */
+export function withUnits<T> (value: T, key = ''): T {
+  if (typeof value === 'number' && value !== 0 && DURATION_KEYS.has(key)) return `${value}ms` as T
+  if (Array.isArray(value)) return value.map((v) => withUnits(v)) as T
+  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withUnits(v, k)])) as T
+  return value
 }
 
 /** `over` on top of `base`, section by section (lists are replaced whole). */
@@ -123,7 +135,7 @@ export async function startBerth (t: { after: (fn: () => Promise<void> | void) =
     upstream: { servers: upstreams.map((u) => typeof u === 'string' ? { url: u } : u), tls: { ca: c.caCert } },
     log: { access: 'access.log', error: 'error.log', level: 'debug' }
   }
-  const yaml = stringifyYaml(merge(base, config as Record<string, unknown>))
+  const yaml = stringifyYaml(withUnits(merge(base, config as Record<string, unknown>)))
   const file = join(dir, 'berth.yaml')
   writeFileSync(file, yaml)
   const parsed = parseConfig(yaml, file)
@@ -140,6 +152,10 @@ export async function startBerth (t: { after: (fn: () => Promise<void> | void) =
     accessLog () {
       logs.flush()
       try { return readFileSync(join(dir, 'access.log'), 'utf8') } catch { return '' }
+    },
+    errorLog () {
+      logs.flush()
+      try { return readFileSync(join(dir, 'error.log'), 'utf8') } catch { return '' }
     },
     async close () {
       // A test that failed may leave a response hanging: after a grace, close whatever is still open.

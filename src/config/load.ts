@@ -5,7 +5,9 @@ import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { cidrProblem } from '../net.js'
-import { parse as parseYaml } from 'yaml'
+import { parseDocument, LineCounter, type Document } from 'yaml'
+import type { TSchema } from '@sinclair/typebox'
+import { closest, distance } from 'fastest-levenshtein'
 import { Value } from '@sinclair/typebox/value'
 import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclair/typebox/errors'
 import { ConfigSchema, type BerthConfig } from './schema.js'
@@ -72,12 +74,14 @@ function dirProblem (dir: string): string | null {
   }
 }
 
-/** Checks that go beyond the schema: files exist, the key matches the certificate, URLs parse. */
+/** Checks that go beyond the schema: files exist, the key matches the certificate. */
 function fileProblems (config: BerthConfig): string[] {
   const problems: string[] = []
   const read = (key: string, path: string): Buffer | null => {
     try { return readFileSync(path) } catch (err) {
-      problems.push(`${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      const code = (err as NodeJS.ErrnoException).code
+      const hint = code === 'ENOENT' && key.startsWith('tls.') ? ' (make it with `berth certs --host NAME --out DIR`, or start with --init-certs for a development certificate)' : ''
+      problems.push(`${key}: cannot read ${path}: ${code ?? (err as Error).message}${hint}`)
       return null
     }
   }
@@ -114,16 +118,16 @@ function fileProblems (config: BerthConfig): string[] {
     const why = dirProblem(config.cache.dir)
     if (why) problems.push(`cache.dir: ${why}`)
   }
-  config.upstream.servers.forEach((s, i) => {
-    const why = checkUpstreamUrl(s.url)
-    if (why) problems.push(`upstream.servers[${i}].url: ${why}, got ${show(s.url)}`)
-  })
   return problems
 }
 
 /** Cross-references the schema cannot express. */
 function ruleProblems (config: BerthConfig): string[] {
   const problems: string[] = []
+  config.upstream.servers.forEach((s, i) => {
+    const why = checkUpstreamUrl(s.url)
+    if (why) problems.push(`upstream.servers[${i}].url: ${why}, got ${show(s.url)}`)
+  })
   config.trustedProxies.forEach((entry, i) => {
     const why = cidrProblem(entry)
     if (why) problems.push(`trustedProxies[${i}]: ${why}, got ${show(entry)}`)
@@ -148,6 +152,7 @@ function resolvePaths (config: BerthConfig, dir: string): void {
     config.tls.key = resolve(dir, config.tls.key)
   }
   if (config.upstream.tls.ca) config.upstream.tls.ca = resolve(dir, config.upstream.tls.ca)
+  if (config.pidFile !== undefined) config.pidFile = resolve(dir, config.pidFile)
   for (const k of ['access', 'error'] as const) {
     if (config.log[k] !== '-') config.log[k] = resolve(dir, config.log[k])
   }
@@ -158,24 +163,145 @@ export interface LoadOptions {
   skipFiles?: boolean
 }
 
-/** Parses and validates without touching the files the config names. Throws ConfigError with every problem. */
-export function parseConfig (text: string, file: string): BerthConfig {
-  let raw: unknown
-  try {
-    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true })
-  } catch (err) {
-    // The first line says what and where ("... at line 3, column 7:"); the rest is a code frame.
-    throw new ConfigError(file, [`not valid YAML: ${(err as Error).message.split('\n')[0].replace(/:$/, '')}`])
+/** nginx directives an operator writes by habit, and the berth key that does the job. */
+const NGINX_KEYS: Record<string, string> = {
+  listen: 'listen.port', server_name: 'listen.publicHost', ssl_certificate: 'tls.cert', ssl_certificate_key: 'tls.key',
+  ssl_protocols: 'tls.minVersion', ssl_ciphers: 'tls.ciphers', ssl_prefer_server_ciphers: 'tls.preferServerCiphers',
+  ssl_session_timeout: 'tls.sessionTimeout', proxy_pass: 'upstream.servers[].url', upstream: 'upstream.servers',
+  server: 'upstream.servers[].url', max_fails: 'upstream.servers[].maxFails', fail_timeout: 'upstream.servers[].failTimeout',
+  weight: 'upstream.servers[].weight', backup: 'upstream.servers[].backup', least_conn: 'upstream.balance: least_conn',
+  proxy_connect_timeout: 'upstream.timeouts.connect', proxy_read_timeout: 'upstream.timeouts.idle', proxy_send_timeout: 'upstream.timeouts.idle',
+  proxy_next_upstream: 'upstream.nextUpstream.on', proxy_next_upstream_tries: 'upstream.nextUpstream.tries',
+  proxy_next_upstream_timeout: 'upstream.nextUpstream.timeout', proxy_ssl_trusted_certificate: 'upstream.tls.ca',
+  proxy_ssl_verify: 'upstream.tls.verify', check: 'upstream.healthCheck', client_max_body_size: 'limits.maxBodySize',
+  client_header_timeout: 'timeouts.header', client_body_timeout: 'timeouts.clientIdle', send_timeout: 'timeouts.clientIdle',
+  auth_basic: 'auth.realm', auth_basic_user_file: 'auth.htpasswd', set_real_ip_from: 'trustedProxies', real_ip_header: 'trustedProxies',
+  access_log: 'log.access', error_log: 'log.error', log_format: 'log.format', pid: 'pidFile',
+  proxy_buffering: '(nothing: berth always streams)', proxy_request_buffering: '(nothing: berth always streams)',
+  chunked_transfer_encoding: '(nothing: berth passes chunked bodies through)'
+}
+
+/** The keys the schema allows at `path` (a key path of an object), for "did you mean". */
+function knownKeys (path: string[]): string[] {
+  let schema: TSchema | undefined = ConfigSchema
+  for (const part of path) {
+    if (schema === undefined) return []
+    if (/^\d+$/.test(part)) schema = (schema as { items?: TSchema }).items
+    else schema = (schema as { properties?: Record<string, TSchema> }).properties?.[part]
+    // Optional, defaults and transforms keep their object inside: TypeBox's schemas are plain objects.
   }
+  return Object.keys((schema as { properties?: Record<string, TSchema> } | undefined)?.properties ?? {})
+}
+
+/** What an unknown key probably meant: the berth key for an nginx directive, or the nearest known key. */
+export function unknownKeyHint (key: string): string {
+  const parts = key.replace(/\[(\d+)\]/g, '.$1').split('.')
+  const name = parts[parts.length - 1]
+  const nginx = NGINX_KEYS[name.toLowerCase()]
+  if (nginx !== undefined) return `unknown key (nginx's ${name} is ${nginx} in berth)`
+  const known = knownKeys(parts.slice(0, -1))
+  if (known.length === 0) return 'unknown key'
+  const lower = name.toLowerCase().replace(/[-_]/g, '')
+  const same = known.find((k) => k.toLowerCase() === lower) ?? (lower.length >= 3 ? known.find((k) => k.toLowerCase().startsWith(lower)) : undefined)
+  const near = same ?? closest(name, known)
+  const far = same === undefined && distance(name.toLowerCase(), near.toLowerCase()) > Math.max(2, Math.floor(name.length / 3))
+  return far ? `unknown key (expected one of ${known.join(', ')})` : `unknown key: did you mean ${near}?`
+}
+
+/** Where a key path sits in the YAML text: "line L, column C", or null (a default, or no such node). */
+function locate (doc: Document.Parsed, lines: LineCounter, key: string): string | null {
+  const parts: Array<string | number> = key.replace(/\[(\d+)\]/g, '.$1').split('.').filter((p) => p !== '').map((p) => /^\d+$/.test(p) ? Number(p) : p)
+  while (parts.length > 0) {
+    const node = doc.getIn(parts, true) as { range?: [number, number, number] } | undefined
+    if (node?.range !== undefined) {
+      const { line, col } = lines.linePos(node.range[0])
+      return `line ${line}, column ${col}`
+    }
+    parts.pop() // a missing key: point at the object that lacks it
+  }
+  return null
+}
+
+/** Prefixes each "key: message" problem with where the key is in the file. */
+function withPlaces (problems: string[], doc: Document.Parsed | null, lines: LineCounter): string[] {
+  if (doc === null) return problems
+  return problems.map((p) => {
+    const m = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[A-Za-z_][\w-]*)*): /.exec(p)
+    const at = m === null ? null : locate(doc, lines, m[1])
+    return at === null ? p : `${at}: ${p}`
+  })
+}
+
+/** The path one problem is at, for setting it aside ([] = the whole config). */
+function pathOf (pointer: string): string[] { return pointer.split('/').slice(1) }
+
+/**
+ * A copy of `raw` without the values the schema refused, so that the checks after the schema (URLs,
+ * rules, files) still run and `berth check` reports every problem in one pass. A refused array item or a
+ * missing required key sets aside what holds it. Null when nothing decodable is left.
+ */
+function setAside (raw: unknown): { config: unknown, removed: string[] } | null {
+  let current = Value.Clone(raw) as Record<string, unknown>
+  const removed: string[] = []
+  for (let round = 0; round < 8; round++) {
+    const withDefaults = Value.Default(ConfigSchema, Value.Clone(current))
+    const errors = [...Value.Errors(ConfigSchema, withDefaults)]
+    if (errors.length === 0) return { config: withDefaults, removed }
+    for (const e of errors) {
+      let parts = pathOf(e.path)
+      if (e.type === ValueErrorType.ObjectRequiredProperty) parts = parts.slice(0, -1)
+      // A refused list item goes with its list (removing the item would renumber the others).
+      while (parts.length > 0 && /^\d+$/.test(parts[parts.length - 1])) parts = parts.slice(0, -1)
+      if (parts.length === 0) return null
+      let parent: unknown = current
+      for (const p of parts.slice(0, -1)) parent = (parent as Record<string, unknown> | undefined)?.[p]
+      if (parent !== null && typeof parent === 'object') delete (parent as Record<string, unknown>)[parts[parts.length - 1]]
+      removed.push(keyPath('/' + parts.join('/')))
+    }
+    current = Value.Clone(current)
+  }
+  return null
+}
+
+/** Whether a problem is under a key the schema already refused (it would only repeat that one). */
+function under (removed: string[], problem: string): boolean {
+  return removed.some((r) => problem.startsWith(`${r}:`) || problem.startsWith(`${r}.`) || problem.startsWith(`${r}[`))
+}
+
+interface Parsed { config: BerthConfig | null, problems: string[], doc: Document.Parsed | null, lines: LineCounter }
+
+function parseAll (text: string, file: string): Parsed {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, lineCounter: lines })
+  if (doc.errors.length > 0) {
+    // Each first line says what and where ("... at line 3, column 7:"); the rest is a code frame.
+    return { config: null, problems: doc.errors.map((e) => `not valid YAML: ${e.message.split('\n')[0].replace(/:$/, '')}`), doc: null, lines }
+  }
+  let raw: unknown = doc.toJS()
   if (raw === null || raw === undefined) raw = {}
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(raw))
-  const problems = schemaProblems(withDefaults)
-  if (problems.length > 0) throw new ConfigError(file, problems)
-  const config = Value.Decode(ConfigSchema, withDefaults) as BerthConfig
-  const rules = ruleProblems(config)
-  if (rules.length > 0) throw new ConfigError(file, rules)
+  const problems = schemaProblems(withDefaults).map((p) => p.endsWith(': unknown key') ? `${p.slice(0, -': unknown key'.length)}: ${unknownKeyHint(p.slice(0, -': unknown key'.length))}` : p)
+  let decodable: unknown = withDefaults
+  let removed: string[] = []
+  if (problems.length > 0) {
+    const rest = setAside(raw)
+    if (rest === null) return { config: null, problems, doc, lines }
+    decodable = rest.config
+    removed = rest.removed
+  }
+  const config = Value.Decode(ConfigSchema, decodable) as BerthConfig
   Object.defineProperty(config, 'file', { value: file, enumerable: false })
+  problems.push(...ruleProblems(config).filter((p) => !under(removed, p)))
   resolvePaths(config, dirname(file))
+  return { config: problems.length === 0 ? config : Object.assign(config, { [SET_ASIDE]: removed }), problems, doc, lines }
+}
+
+const SET_ASIDE = Symbol('set aside')
+
+/** Parses and validates without touching the files the config names. Throws ConfigError with every problem. */
+export function parseConfig (text: string, file: string): BerthConfig {
+  const { config, problems, doc, lines } = parseAll(text, file)
+  if (problems.length > 0 || config === null) throw new ConfigError(file, withPlaces(problems, doc, lines))
   return config
 }
 
@@ -188,9 +314,43 @@ export async function loadConfig (file: string, opts: LoadOptions = {}): Promise
   } catch (err) {
     throw new ConfigError(path, [`cannot read the file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
   }
-  const config = parseConfig(text, path)
-  const problems = opts.skipFiles ? [] : [...fileProblems(config), ...await pluginProblems(config)]
-  if (problems.length > 0) throw new ConfigError(path, problems)
+  const { config, problems, doc, lines } = parseAll(text, path)
+  if (config !== null && !opts.skipFiles) {
+    const removed = (config as { [SET_ASIDE]?: string[] })[SET_ASIDE] ?? []
+    const fresh = (p: string) => !under(removed, p)
+    problems.push(...fileProblems(config).filter(fresh), ...(await pluginProblems(config)).filter(fresh))
+  }
+  if (problems.length > 0 || config === null) throw new ConfigError(path, withPlaces(problems, doc, lines))
   return config
 }
 
+/**
+ * What is allowed but probably not meant: access rules naming users that no htpasswd line has, and a
+ * listener on every address that lets anyone push. `berth check` prints them; `berth start` logs them.
+ */
+export function configWarnings (config: BerthConfig): string[] {
+  const warnings: string[] = []
+  const everywhere = ['0.0.0.0', '::', '[::]'].includes(config.listen.host)
+  const auth = config.auth
+  if (auth === undefined) {
+    if (everywhere) warnings.push(`listen.host ${config.listen.host} with no auth section: anyone who reaches port ${config.listen.port} can push and delete (add auth, or listen on 127.0.0.1)`)
+    return warnings
+  }
+  if (everywhere && auth.anonymous?.actions.some((a) => a === 'push' || a === 'delete') === true) {
+    warnings.push(`auth.anonymous allows ${auth.anonymous.actions.join(', ')} on a listener on every address (${config.listen.host}): anyone can push there`)
+  }
+  let users: Set<string>
+  try {
+    users = new Set(parseHtpasswd(readFileSync(auth.htpasswd, 'utf8'), auth.htpasswd).users.keys())
+  } catch { return warnings } // reported as a problem already
+  const unknown = (names: string[] | undefined) => (names ?? []).filter((n) => !users.has(n))
+  for (const [group, members] of Object.entries(auth.groups)) {
+    const missing = unknown(members)
+    if (missing.length > 0) warnings.push(`auth.groups.${group}: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in ${auth.htpasswd}`)
+  }
+  auth.access?.forEach((rule, i) => {
+    const missing = unknown(rule.users)
+    if (missing.length > 0) warnings.push(`auth.access[${i}].users: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in ${auth.htpasswd}`)
+  })
+  return warnings
+}

@@ -1,21 +1,21 @@
 // The one source of truth for berth's configuration: validation (TypeBox's Value.Errors), the TypeScript
 // types (Static / StaticDecode) and the configuration reference in docs/configuration.md (scripts/config-docs.ts) all come from here.
-import { Type, type Static, type StaticDecode, type TSchema } from '@sinclair/typebox'
+import { Type, type Static, type StaticDecode, type TSchema, type TInteger, type TLiteral, type TString, type TUnion } from '@sinclair/typebox'
 import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from './units.js'
 
 // Each leaf may carry `expected`, the phrase that config errors print ("expected a duration ...").
 /** A number, or a string with a unit, decoded to a number (bytes or milliseconds). */
-function WithUnit (pattern: string, parse: (v: number | string) => number, expected: string) {
+function WithUnit (number: TInteger | TLiteral<0>, pattern: string, parse: (v: number | string) => number, expected: string) {
   return (def: string, description: string) => Type.Transform(Type.Union([
-    Type.Integer({ minimum: 0 }),
+    number,
     Type.String({ pattern })
-  ], { default: def, description, expected }))
+  ], { default: def, description, expected }) as TUnion<[TInteger, TString]>)
     .Decode((v) => parse(v))
     .Encode((v) => v)
 }
 
-const Size = WithUnit(SIZE_PATTERN, parseSize, 'a size: bytes, or a number with k, m or g (e.g. 300m, 1g)')
-const Duration = WithUnit(DURATION_PATTERN, parseDuration, 'a duration: milliseconds, or a number with ms, s, m or h (e.g. 5s, 15m)')
+const Size = WithUnit(Type.Integer({ minimum: 0 }), SIZE_PATTERN, parseSize, 'a size: bytes, or a number with k, m or g (e.g. 300m, 1g)')
+const Duration = WithUnit(Type.Literal(0), DURATION_PATTERN, parseDuration, 'a duration with its unit: ms, s, m, h or d (e.g. 500ms, 60s, 15m); a bare number other than 0 is refused (nginx would read seconds)')
 
 function Section<T extends Record<string, TSchema>> (props: T, description: string, required = false) {
   return Type.Object(props, { additionalProperties: false, description, ...(required ? {} : { default: {} }) })
@@ -136,6 +136,7 @@ export const ConfigSchema = Type.Object({
   shutdown: Section({
     drainTimeout: Duration('30s', 'On SIGTERM/SIGINT: how long requests in flight (uploads included) may take to finish before berth exits anyway.')
   }, 'Graceful shutdown.'),
+  pidFile: Type.Optional(FilePath('Where berth writes its process id at start (removed at exit), for `berth reload`/`berth stop` without an admin listener, systemd\'s `PIDFile=` and logrotate (nginx `pid`); relative to the config file. Absent: none.')),
   plugins: Type.Array(Type.Object({
     path: FilePath('A module (.ts or .js) whose default export is a Fastify plugin; relative to the config file.'),
     options: Type.Record(Type.String(), Type.Unknown(), { default: {}, description: 'Passed to the plugin as its options.', expected: 'a map of options' })
@@ -144,7 +145,8 @@ export const ConfigSchema = Type.Object({
     access: Type.String({ default: '-', minLength: 1, description: 'Access log file; `-` = stdout. Lines are gathered up to 4 KiB and written at least once a second (nginx `buffer=4k flush=1s`).' }),
     error: Type.String({ default: '-', minLength: 1, description: 'Error log file; `-` = stderr.' }),
     level: Type.Union(['debug', 'info', 'warn', 'error'].map((l) => Type.Literal(l)), { default: 'info', description: 'Error log level.', expected: 'one of debug, info, warn, error' }),
-    format: Type.Union([Type.Literal('combined'), Type.Literal('json')], { default: 'combined', description: 'Access log format: `combined` (nginx `main` plus request time and upstream) or `json`.', expected: 'combined or json' })
+    format: Type.Union([Type.Literal('combined'), Type.Literal('json')], { default: 'combined', description: 'Access log format: `combined` (nginx `main` plus request time and upstream) or `json` (`requestTime` in seconds, to the millisecond).', expected: 'combined or json' }),
+    errorFormat: Type.Union([Type.Literal('auto'), Type.Literal('pretty'), Type.Literal('json')], { default: 'auto', description: 'Error log format: `json` (one pino object per line), `pretty` (one readable line per event, pino-pretty), `auto` = pretty when the error log is a terminal, else json.', expected: 'auto, pretty or json' })
   }, 'Logs.')
 }, { additionalProperties: false })
 

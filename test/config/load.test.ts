@@ -10,14 +10,17 @@ import { makeCerts } from '../../src/certs.js'
 
 const MINIMAL = 'upstream: { servers: [ { url: "https://127.0.0.1:5000" } ] }\n'
 
-function problems (yaml: string, file = '/etc/berth/berth.yaml'): string[] {
+/** Each problem without its place in the file ("line 3, column 7: "): the test of places is apart. */
+const unplaced = (p: string) => p.replace(/^line \d+, column \d+: /, '')
+
+function problems (yaml: string, file = '/etc/berth/berth.yaml', placed = false): string[] {
   try {
     parseConfig(yaml, file)
   } catch (err) {
     assert.ok(err instanceof ConfigError)
     assert.equal(err.file, file)
     for (const line of err.message.split('\n')) assert.ok(line.startsWith(`${file}: `), line)
-    return err.problems
+    return placed ? err.problems : err.problems.map(unplaced)
   }
   assert.fail('expected a ConfigError')
 }
@@ -39,7 +42,7 @@ test('defaults fill every key; sizes and durations become numbers; relative path
   assert.deepEqual(c.upstream.tls, { verify: true })
   assert.deepEqual(c.upstream.timeouts, { connect: 5000, idle: 900_000 })
   assert.equal(c.limits.maxBodySize, 300 * 1024 * 1024)
-  assert.deepEqual(c.log, { access: '/etc/berth/logs/access.log', error: '-', level: 'info', format: 'combined' })
+  assert.deepEqual(c.log, { access: '/etc/berth/logs/access.log', error: '-', level: 'info', format: 'combined', errorFormat: 'auto' })
   assert.equal(c.file, '/etc/berth/berth.yaml')
 })
 
@@ -69,19 +72,46 @@ log:
   assert.equal(c.limits.maxBodySize, 314572800)
 })
 
-test('unknown keys are errors, at any depth, each named by its key path', () => {
+test('unknown keys are errors, at any depth, each named by its key path with the key probably meant', () => {
   assert.deepEqual(problems(MINIMAL + 'listn: { port: 1 }\nlimits: { maxBodySize: 1m, maxBody: 2 }\n'), [
-    'listn: unknown key',
-    'limits.maxBody: unknown key'
+    'listn: unknown key: did you mean listen?',
+    'limits.maxBody: unknown key: did you mean maxBodySize?'
   ])
-  assert.deepEqual(problems('upstream: { servers: [ { url: "https://a:1", wieght: 2 } ] }\n'), ['upstream.servers[0].wieght: unknown key'])
+  assert.deepEqual(problems('upstream: { servers: [ { url: "https://a:1", wieght: 2 } ] }\n'), ['upstream.servers[0].wieght: unknown key: did you mean weight?'])
+  assert.deepEqual(problems(MINIMAL + 'upstream_max_fails: 3\nlog: { levle: info, colour: red }\n'), [
+    'upstream_max_fails: unknown key (expected one of listen, trustedProxies, tls, upstream, auth, timeouts, limits, cache, admin, pressure, shutdown, pidFile, plugins, log)',
+    'log.levle: unknown key: did you mean level?',
+    'log.colour: unknown key (expected one of access, error, level, format, errorFormat)'
+  ])
+  // nginx directives written by habit: the berth key that does the job
+  assert.deepEqual(problems(MINIMAL + 'client_max_body_size: 300m\nlisten: { ssl_certificate: a.crt }\n'), [
+    'client_max_body_size: unknown key (nginx\'s client_max_body_size is limits.maxBodySize in berth)',
+    'listen.ssl_certificate: unknown key (nginx\'s ssl_certificate is tls.cert in berth)'
+  ])
+})
+
+test('each problem is placed: line and column of the value (of the object, for a missing key)', () => {
+  assert.deepEqual(problems([
+    'upstream:',
+    '  servers:',
+    '    - { url: "https://a:1", weight: 0 }',
+    'tls: { cert: a.crt }',
+    'log:',
+    '  level: loud'
+  ].join('\n') + '\n', undefined, true), [
+    'line 4, column 6: tls.key: is required',
+    'line 3, column 37: upstream.servers[0].weight: expected a whole number >= 1, got 0',
+    'line 6, column 10: log.level: expected one of debug, info, warn, error, got "loud"'
+  ])
+  assert.deepEqual(problems('upstream: { servers: [] }\n', undefined, true), ['line 1, column 22: upstream.servers: expected a list of at least one { url, weight }, got []'])
+  assert.deepEqual(problems('', undefined, true), ['upstream: is required'], 'nothing to point at in an empty file')
 })
 
 test('wrong values name the key, what was expected and what was found', () => {
   const p = problems(MINIMAL + 'limits: { maxBodySize: 300 megabytes }\nupstream2: 1\n')
   assert.ok(p.includes('limits.maxBodySize: expected a size: bytes, or a number with k, m or g (e.g. 300m, 1g), got "300 megabytes"'), p.join('\n'))
   assert.deepEqual(problems('upstream: { servers: [ { url: "https://a:1" } ], timeouts: { idle: soon } }\n'), [
-    'upstream.timeouts.idle: expected a duration: milliseconds, or a number with ms, s, m or h (e.g. 5s, 15m), got "soon"'
+    'upstream.timeouts.idle: expected a duration with its unit: ms, s, m, h or d (e.g. 500ms, 60s, 15m); a bare number other than 0 is refused (nginx would read seconds), got "soon"'
   ])
   assert.deepEqual(problems(MINIMAL + 'listen: { port: 70000 }\n'), ['listen.port: expected a port number from 0 to 65535, got 70000'])
   assert.deepEqual(problems(MINIMAL + 'log: { level: verbose }\n'), ['log.level: expected one of debug, info, warn, error, got "verbose"'])
@@ -92,8 +122,8 @@ test('a missing upstream section, an empty server list, bad YAML', () => {
   assert.deepEqual(problems(''), ['upstream: is required'])
   assert.deepEqual(problems('upstream: { servers: [] }'), ['upstream.servers: expected a list of at least one { url, weight }, got []'])
   const yaml = problems('upstream: { servers: [ }')
-  assert.equal(yaml.length, 1)
-  assert.match(yaml[0], /^not valid YAML: .* at line 1, column \d+$/)
+  assert.equal(yaml.length, 2, 'every YAML error at once')
+  for (const p of yaml) assert.match(p, /^not valid YAML: .* at line 1, column 24$/)
 })
 
 test('loadConfig checks the files: missing, not PEM, key not matching the certificate; and upstream URLs', async (t) => {
@@ -111,20 +141,20 @@ test('loadConfig checks the files: missing, not PEM, key not matching the certif
     '  tls: { ca: missing-ca.crt }'
   ].join('\n'))
   await assert.rejects(loadConfig(file), (err: ConfigError) => {
-    assert.deepEqual(err.problems, [
-      `tls.key: ${join(dir, 'wrong.key')} does not match the certificate ${join(dir, 'server.crt')}`,
-      `upstream.tls.ca: cannot read ${join(dir, 'missing-ca.crt')}: ENOENT`,
+    assert.deepEqual(err.problems.map(unplaced), [
       'upstream.servers[0].url: expected an http:// or https:// URL, got "ftp://x:1"',
       'upstream.servers[1].url: expected no path, query or fragment (berth forwards the client\'s path as it is), got "https://127.0.0.1:5000/v2"',
-      'upstream.servers[2].url: expected a URL like https://127.0.0.1:5000, got "not a url"'
+      'upstream.servers[2].url: expected a URL like https://127.0.0.1:5000, got "not a url"',
+      `tls.key: ${join(dir, 'wrong.key')} does not match the certificate ${join(dir, 'server.crt')}`,
+      `upstream.tls.ca: cannot read ${join(dir, 'missing-ca.crt')}: ENOENT`
     ])
     return true
   })
   writeFileSync(file, 'tls: { cert: garbage.crt, key: nokey.key }\n' + MINIMAL)
   await assert.rejects(loadConfig(file), (err: ConfigError) => {
-    assert.deepEqual(err.problems, [
+    assert.deepEqual(err.problems.map(unplaced), [
       `tls.cert: ${join(dir, 'garbage.crt')} is not a PEM certificate`,
-      `tls.key: cannot read ${join(dir, 'nokey.key')}: ENOENT`
+      `tls.key: cannot read ${join(dir, 'nokey.key')}: ENOENT (make it with \`berth certs --host NAME --out DIR\`, or start with --init-certs for a development certificate)`
     ])
     return true
   })
@@ -132,7 +162,7 @@ test('loadConfig checks the files: missing, not PEM, key not matching the certif
   // the cache directory: relative to the config file, created if missing, but never under a file
   writeFileSync(file, 'cache: { dir: garbage.crt/blobs }\n' + MINIMAL)
   await assert.rejects(loadConfig(file), (err: ConfigError) => {
-    assert.deepEqual(err.problems, [`cache.dir: ${join(dir, 'garbage.crt')} is not a directory (expected a directory berth can write, got "${join(dir, 'garbage.crt', 'blobs')}")`])
+    assert.deepEqual(err.problems.map(unplaced), [`cache.dir: ${join(dir, 'garbage.crt')} is not a directory (expected a directory berth can write, got "${join(dir, 'garbage.crt', 'blobs')}")`])
     return true
   })
   writeFileSync(file, 'cache: { dir: cache/blobs }\n' + MINIMAL)
