@@ -1,7 +1,9 @@
 // `berth passwd FILE USER`: htpasswd without apache2-utils. bcrypt (cost 12) by default, apr1 with -m;
-// -D deletes. The file is replaced atomically (write, then rename), which berth's watch picks up.
-import { readFile, writeFile, rename, stat } from 'node:fs/promises'
-import { createInterface } from 'node:readline'
+// -c creates (replacing an existing file, as htpasswd -c); -D deletes. The file is replaced atomically
+// (write-file-atomic: a temporary file, fsync, rename), which berth's watch picks up.
+import { readFile, stat } from 'node:fs/promises'
+import writeFileAtomic from 'write-file-atomic'
+import password from '@inquirer/password'
 import { hashPassword } from './htpasswd.js'
 
 export interface PasswdOptions {
@@ -10,6 +12,8 @@ export interface PasswdOptions {
   kind: 'bcrypt' | 'apr1'
   cost: number
   delete: boolean
+  /** Start from an empty file (htpasswd -c): every other user in an existing file is gone. */
+  create?: boolean
   /** The password, already read (--password-stdin or the prompt). */
   password?: string
 }
@@ -29,7 +33,7 @@ export async function passwd (opts: PasswdOptions): Promise<string> {
   let text = ''
   let mode = 0o640
   try {
-    text = await readFile(opts.file, 'utf8')
+    if (opts.create !== true) text = await readFile(opts.file, 'utf8')
     mode = (await stat(opts.file)).mode & 0o777
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || opts.delete) throw err
@@ -47,10 +51,8 @@ export async function passwd (opts: PasswdOptions): Promise<string> {
     const i = lines.findIndex(mine)
     if (i === -1) { lines.push(line); done = `Adding password for user ${opts.user}` } else { lines[i] = line; done = `Updating password for user ${opts.user}` }
   }
-  const tmp = `${opts.file}.berth-${process.pid}.tmp`
-  await writeFile(tmp, lines.length === 0 ? '' : lines.join('\n') + '\n', { mode })
-  await rename(tmp, opts.file)
-  return done
+  await writeFileAtomic(opts.file, lines.length === 0 ? '' : lines.join('\n') + '\n', { mode })
+  return opts.create === true ? `${done} (created ${opts.file})` : done
 }
 
 /** Reads the password: the first line of stdin, or twice from the terminal without echo. */
@@ -61,15 +63,9 @@ export async function readPassword (fromStdin: boolean): Promise<string> {
     return data.replace(/\r?\n$/, '')
   }
   if (!process.stdin.isTTY) throw new Error('no terminal to ask for the password on: use --password-stdin')
-  const ask = (prompt: string) => new Promise<string>((resolve) => {
-    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true })
-    const out = rl as unknown as { _writeToOutput: (s: string) => void }
-    process.stderr.write(prompt)
-    out._writeToOutput = () => {} // no echo
-    rl.question('', (answer) => { rl.close(); process.stderr.write('\n'); resolve(answer) })
-  })
-  const first = await ask('New password: ')
-  const again = await ask('Re-type new password: ')
+  const ask = async (message: string) => await password({ message }, { output: process.stderr })
+  const first = await ask('New password:')
+  const again = await ask('Re-type new password:')
   if (first !== again) throw new Error('password verification error')
   return first
 }

@@ -1,5 +1,6 @@
 // Who may do what where: access rules over repository globs, plus what anonymous clients may do, and the
 // verdict on one request: every repository it names, with the action each needs.
+import picomatch from 'picomatch'
 import type { BerthConfig } from '../config/schema.js'
 import type { RegistryAction } from '../types.js'
 import { isRepositoryName, methodAction } from '../registry/path.js'
@@ -11,16 +12,12 @@ export type Action = 'pull' | 'push' | 'delete' | 'catalog'
 const ALL_REPOSITORIES = (_repository: string): boolean => true
 type AuthConfig = NonNullable<BerthConfig['auth']>
 
-/** `*` within one path segment, `**` across segments, `?` one character; everything else literal. */
+/**
+ * `*` within one path segment, `**` across segments, `?` one character (picomatch, with its other syntax
+ * off: the schema admits only lower-case letters, digits, `. _ - /` and the wildcards anyway).
+ */
 export function globToRegExp (glob: string): RegExp {
-  let re = ''
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]
-    if (c === '*' && glob[i + 1] === '*') { re += '.*'; i++ } else if (c === '*') re += '[^/]*'
-    else if (c === '?') re += '[^/]'
-    else re += c.replace(/[.+^${}()|[\]\\-]/g, '\\$&')
-  }
-  return new RegExp(`^${re}$`)
+  return picomatch.makeRe(glob, { dot: true, nobrace: true, noextglob: true, nonegate: true, strictSlashes: true })
 }
 
 interface Rule {

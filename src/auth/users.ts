@@ -4,6 +4,7 @@ import { hash, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { watchFile, unwatchFile, type Stats } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
+import { LRUCache } from 'lru-cache'
 import { parseHtpasswd, verifyHash, dummyEntry, type HtpasswdEntry } from './htpasswd.js'
 import { ConfigError } from '../errors.js'
 
@@ -16,32 +17,26 @@ import { ConfigError } from '../errors.js'
  */
 export class CredentialCache {
   #secret = randomBytes(32).toString('latin1')
-  #map = new Map<string, string>()
+  /** null when max is 0: no cache. */
+  #lru: LRUCache<string, string> | null
   readonly max: number
 
-  constructor (max: number) { this.max = max }
+  constructor (max: number) {
+    this.max = max
+    this.#lru = max > 0 ? new LRUCache<string, string>({ max }) : null
+  }
 
   keyOf (user: string, password: string): string {
     // The user's length first: "a\0b" + "c" and "a" + "b\0c" must not share a key.
     return hash('sha256', `${this.#secret}${user.length}:${user}\0${password}`, 'base64')
   }
 
-  get (key: string): string | undefined {
-    const user = this.#map.get(key)
-    if (user !== undefined) { this.#map.delete(key); this.#map.set(key, user) }
-    return user
-  }
+  get (key: string): string | undefined { return this.#lru?.get(key) }
 
-  set (key: string, user: string): void {
-    // Stryker disable next-line ConditionalExpression: equivalent, with max 0 the bound below removes the entry at once
-    if (this.max === 0) return
-    this.#map.delete(key)
-    this.#map.set(key, user)
-    if (this.#map.size > this.max) this.#map.delete(this.#map.keys().next().value as string)
-  }
+  set (key: string, user: string): void { this.#lru?.set(key, user) }
 
-  clear (): void { this.#map.clear() }
-  get size (): number { return this.#map.size }
+  clear (): void { this.#lru?.clear() }
+  get size (): number { return this.#lru?.size ?? 0 }
 }
 
 async function load (file: string): Promise<{ users: Map<string, HtpasswdEntry>, dummy: Pick<HtpasswdEntry, 'kind' | 'hash'> }> {

@@ -1,5 +1,6 @@
 // Answering a blob from the cache as the registry would (its headers, Range), from a finished copy or
 // from a fill still growing.
+import rangeParser from 'range-parser'
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { open, type FileHandle } from 'node:fs/promises'
@@ -21,20 +22,16 @@ function blobHeaders (digest: string): Record<string, string | number> {
   }
 }
 
-/** Parses a single `bytes=` range against `size`: null = whole body; 'unsatisfiable' = 416. */
+/**
+ * A single `bytes=` range against `size` (range-parser): null = the whole body (no header, another unit,
+ * a malformed header, or several ranges: berth sends no multipart answers); 'unsatisfiable' = 416.
+ */
 export function parseRange (header: string | undefined, size: number): { start: number, end: number } | 'unsatisfiable' | null {
   if (header === undefined) return null
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
-  if (m === null || (m[1] === '' && m[2] === '')) return null // several ranges or another unit: the whole
-  if (m[1] === '') {
-    const suffix = Number(m[2])
-    if (suffix === 0) return 'unsatisfiable'
-    return { start: Math.max(0, size - suffix), end: size - 1 }
-  }
-  const start = Number(m[1])
-  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
-  if (start >= size || end < start) return 'unsatisfiable'
-  return { start, end }
+  const ranges = rangeParser(size, header.trim())
+  if (ranges === -1) return 'unsatisfiable'
+  if (ranges === -2 || ranges.type !== 'bytes' || ranges.length !== 1) return null
+  return { start: ranges[0].start, end: ranges[0].end }
 }
 
 /**

@@ -21,7 +21,12 @@ export class BlobCache {
   readonly confirmFor: number
   readonly stats: CacheStats = { hits: 0, misses: 0, followers: 0, fills: 0, rejected: 0, skipped: 0, evictions: 0, writeErrors: 0 }
   readonly #log: FastifyBaseLogger
-  /** digest -> size; the Map's order is recency (least recently used first). */
+  /**
+   * digest -> size; the Map's order is recency (least recently used first). Not lru-cache: what must fit
+   * under maxSize is the copies plus the room reserved by fills in flight (bytes no entry holds yet), and
+   * an eviction unlinks a file asynchronously; lru-cache bounds only its own entries and disposes
+   * synchronously inside set(). A Map in insertion order is the whole of the LRU this needs.
+   */
   readonly #entries = new Map<string, number>()
   #total = 0
   /** Bytes reserved by fills in flight: they count against maxSize before they are written. */
