@@ -59,6 +59,8 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   app.decorate('registryError', registryError)
   app.decorate('onReload', (part: Reloadable) => { reloadables.push(part) })
   app.decorate('reloads', { ok: 0, failed: 0 })
+  app.decorate('control', { reload: null, stop: null })
+  app.decorate('startedAt', new Date())
   app.decorate('reload', async (next: BerthConfig) => {
     try {
       const { config: applied, notes } = await applyReload(reloadables, current, next)
@@ -99,11 +101,12 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   await app.register(accessLog, { logs: opts.logs })
   await app.register(pressure)
   await app.register(requestTarget)
-  await app.register(bodyLimit)
   if (config.auth) {
     await app.register(auth)
     await app.register(authorization)
   }
+  // After auth: a stranger learns nothing of the limit (401), and the 413's log line names the user.
+  await app.register(bodyLimit)
   // Custom plugins, then the proxy inside the innermost plugin context (see src/user-plugins.ts).
   await registerUserPlugins(app, config, async (context) => { await context.register(proxy) })
   return app

@@ -1,23 +1,15 @@
-// berth start | check | certs
-import { parseArgs } from 'node:util'
+// The `berth` command: start, check, reload, stop, status, certs, passwd, version, help. commander
+// parses it (per-command help, unknown options and extra arguments are errors); each action returns the
+// exit code, or -1 for "keep running" (start).
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { resolve } from 'node:path'
-import { loadConfig } from './config/load.js'
+import { loadConfig, configWarnings } from './config/load.js'
 import { ConfigError } from './errors.js'
 import { makeCerts, trustInstructions } from './certs.js'
 import { startServer } from './server.js'
 import { passwd, readPassword } from './auth/passwd.js'
-
-const USAGE = `usage:
-  berth start --config FILE [--init-certs] [--dev]
-                                             run the proxy in the foreground; --init-certs makes missing
-                                             certificates; --dev (npm start) also starts a development
-                                             registry when none answers at the configured one
-  berth check --config FILE                  validate FILE and everything it names (like nginx -t)
-  berth certs --host NAME [--host NAME...] [--ip ADDR...] [--port 443] --out DIR
-                                             make a CA and a server certificate, and say how to trust it
-  berth passwd FILE USER [-m] [-C COST] [--password-stdin] [-D]
-                                             add or update USER in an htpasswd file (bcrypt, cost 12;
-                                             -m apr1), or delete it (-D); no apache2-utils needed`
+import { control, readTarget, statusText, type ControlAction } from './control.js'
+import { VERSION } from './version.js'
 
 function fail (message: string): number {
   process.stderr.write(`berth: ${message}\n`)
@@ -32,79 +24,135 @@ function configProblem (err: unknown): number {
   return fail((err as Error).message)
 }
 
-const OPTIONS = {
-  config: { type: 'string', short: 'c' },
-  host: { type: 'string', multiple: true, default: [] as string[] },
-  ip: { type: 'string', multiple: true, default: [] as string[] },
-  port: { type: 'string', default: '443' },
-  out: { type: 'string' },
-  'init-certs': { type: 'boolean', default: false },
-  dev: { type: 'boolean', default: false },
-  'password-stdin': { type: 'boolean', default: false },
-  md5: { type: 'boolean', short: 'm', default: false },
-  bcrypt: { type: 'boolean', short: 'B', default: false },
-  cost: { type: 'string', short: 'C', default: '12' },
-  delete: { type: 'boolean', short: 'D', default: false },
-  help: { type: 'boolean', short: 'h', default: false }
-} satisfies import('node:util').ParseArgsConfig['options']
+function integer (min: number, max: number, what: string) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!/^\d+$/.test(value) || n < min || n > max) throw new InvalidArgumentError(`expected ${what}.`)
+    return n
+  }
+}
 
-function parse (args: string[]) {
-  return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true })
+const collect = (value: string, previous: string[]) => [...previous, value]
+
+function program (setCode: (code: number) => void): Command {
+  const cli = new Command('berth')
+    .description('A TLS edge proxy for private Docker/OCI registries.')
+    .version(VERSION, '-v, --version', 'print the version')
+    .helpCommand('help [command]', 'show help for a command')
+    .showHelpAfterError('(berth help for the commands, berth help COMMAND for one)')
+    .exitOverride()
+  cli.configureHelp({ sortSubcommands: false })
+
+  cli.command('start')
+    .description('run the proxy in the foreground')
+    .requiredOption('-c, --config <file>', 'the configuration file (YAML)')
+    .option('--init-certs', 'create DIR/server.crt and DIR/server.key (and a CA) when the configured ones are missing')
+    .option('--dev', 'development (npm start): --init-certs, and a development registry when none answers at the configured one')
+    .action(async (opts: { config: string, initCerts?: boolean, dev?: boolean }) => {
+      try {
+        await startServer(opts.config, { initCerts: opts.initCerts === true, dev: opts.dev === true })
+        setCode(-1)
+      } catch (err) { setCode(configProblem(err)) }
+    })
+
+  cli.command('check')
+    .description('validate a configuration and every file it names, as nginx -t does')
+    .requiredOption('-c, --config <file>', 'the configuration file (YAML)')
+    .action(async (opts: { config: string }) => {
+      try {
+        const config = await loadConfig(opts.config)
+        for (const w of configWarnings(config)) process.stderr.write(`warning: ${w}\n`)
+        process.stdout.write(`configuration ${config.file} is valid\n`)
+        setCode(0)
+      } catch (err) { setCode(configProblem(err)) }
+    })
+
+  for (const [name, description] of [
+    ['reload', 're-read the configuration of a running berth (as nginx -s reload); prints whether it applied'],
+    ['stop', 'drain and stop a running berth (as nginx -s quit)']
+  ] as Array<[ControlAction, string]>) {
+    cli.command(name)
+      .description(description)
+      .requiredOption('-c, --config <file>', 'the configuration file the running berth was started with')
+      .addHelpText('after', '\nberth finds the running process through the admin listener (admin in the config) or, without one, the pid file (pidFile).')
+      .action(async (opts: { config: string }) => {
+        try {
+          const r = await control(readTarget(opts.config), name)
+          process[r.ok ? 'stdout' : 'stderr'].write(r.message + '\n')
+          setCode(r.ok ? 0 : 1)
+        } catch (err) { setCode(configProblem(err)) }
+      })
+  }
+
+  cli.command('status')
+    .description('print the listeners and the upstream pool of a running berth (from its admin listener)')
+    .requiredOption('-c, --config <file>', 'the configuration file the running berth was started with')
+    .action(async (opts: { config: string }) => {
+      try {
+        const r = await statusText(readTarget(opts.config))
+        process[r.ok ? 'stdout' : 'stderr'].write(r.message + '\n')
+        setCode(r.ok ? 0 : 1)
+      } catch (err) { setCode(configProblem(err)) }
+    })
+
+  cli.command('certs')
+    .description('make a CA and a server certificate, and say how to trust the CA')
+    .requiredOption('--out <dir>', 'where to write ca.crt, ca.key, server.crt, server.key (an existing CA there is reused)')
+    .option('--host <name>', 'a DNS name of the certificate (repeatable)', collect, [])
+    .option('--ip <address>', 'an IP address of the certificate (repeatable)', collect, [])
+    .option('--port <port>', 'the port clients use, for the trust instructions', integer(1, 65535, 'a port number'), 443)
+    .action(async (opts: { out: string, host: string[], ip: string[], port: number }) => {
+      try {
+        const { files, createdCa } = await makeCerts({ hosts: opts.host, ips: opts.ip, out: resolve(opts.out) })
+        if (!createdCa) process.stdout.write(`Reused the CA in ${files.caCert}.\n`)
+        process.stdout.write(trustInstructions(files, [...opts.host, ...opts.ip], opts.port) + '\n')
+        setCode(0)
+      } catch (err) { setCode(fail((err as Error).message)) }
+    })
+
+  cli.command('passwd')
+    .description('add or update USER in an htpasswd file (bcrypt cost 12, or apr1), or delete it; no apache2-utils needed')
+    .argument('<file>', 'the htpasswd file')
+    .argument('<user>', 'the user name')
+    .argument('[password]', 'with -b only: the password (visible to other users of this machine; prefer --password-stdin)')
+    .option('-c, --create', 'create the file, replacing an existing one (as htpasswd -c)')
+    .option('-b, --batch', 'take the password from the command line (as htpasswd -b)')
+    .option('--password-stdin', 'read the password from standard input')
+    .addOption(new Option('-m, --md5', 'apr1 (MD5) instead of bcrypt').conflicts('bcrypt'))
+    .option('-B, --bcrypt', 'bcrypt (the default)')
+    .option('-C, --cost <cost>', 'bcrypt cost', integer(4, 17, 'a bcrypt cost from 4 to 17'), 12)
+    .addOption(new Option('-D, --delete', 'delete USER').conflicts(['create', 'batch', 'passwordStdin']))
+    .action(async (file: string, user: string, password: string | undefined, opts: { create?: boolean, batch?: boolean, passwordStdin?: boolean, md5?: boolean, cost: number, delete?: boolean }) => {
+      if ((password !== undefined) !== (opts.batch === true)) {
+        setCode(fail(opts.batch === true ? 'passwd -b needs FILE USER PASSWORD' : `passwd takes FILE and USER (a password on the command line needs -b)`))
+        return
+      }
+      try {
+        const pw = opts.delete === true ? undefined : password ?? await readPassword(opts.passwordStdin === true)
+        const done = await passwd({ file: resolve(file), user, kind: opts.md5 === true ? 'apr1' : 'bcrypt', cost: opts.cost, delete: opts.delete === true, create: opts.create === true, password: pw })
+        process.stderr.write(`${done}\n`)
+        setCode(0)
+      } catch (err) { setCode(fail((err as Error).message)) }
+    })
+
+  cli.command('version')
+    .description('print the version')
+    .action(() => { process.stdout.write(`${VERSION}\n`); setCode(0) })
+  return cli
 }
 
 export async function main (argv: string[]): Promise<number> {
-  const [command, ...rest] = argv
-  let parsed: ReturnType<typeof parse>
+  let code = 0
+  const cli = program((c) => { code = c })
+  if (argv.length === 0) {
+    cli.outputHelp({ error: true })
+    return 1
+  }
   try {
-    parsed = parse(rest)
+    await cli.parseAsync(argv, { from: 'user' })
   } catch (err) {
-    return fail(`${(err as Error).message}\n${USAGE}`)
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1
+    throw err
   }
-  const args = parsed.values
-  if (args.help || command === undefined || command === 'help') {
-    process.stdout.write(USAGE + '\n')
-    return command === undefined ? 1 : 0
-  }
-  switch (command) {
-    case 'check': {
-      if (!args.config) return fail('check needs --config FILE')
-      try {
-        const config = await loadConfig(args.config)
-        process.stdout.write(`configuration ${config.file} is valid\n`)
-        return 0
-      } catch (err) { return configProblem(err) }
-    }
-    case 'start': {
-      if (!args.config) return fail('start needs --config FILE')
-      try {
-        await startServer(args.config, { initCerts: args['init-certs'], dev: args.dev })
-        return -1 // keep running
-      } catch (err) { return configProblem(err) }
-    }
-    case 'certs': {
-      if (!args.out) return fail('certs needs --out DIR')
-      const port = Number(args.port)
-      if (!Number.isInteger(port) || port < 1 || port > 65535) return fail(`--port ${args.port}: expected a port number`)
-      try {
-        const { files, createdCa } = await makeCerts({ hosts: args.host, ips: args.ip, out: resolve(args.out) })
-        if (!createdCa) process.stdout.write(`Reused the CA in ${files.caCert}.\n`)
-        process.stdout.write(trustInstructions(files, [...args.host, ...args.ip], port) + '\n')
-        return 0
-      } catch (err) { return fail((err as Error).message) }
-    }
-    case 'passwd': {
-      const [file, user] = parsed.positionals
-      if (file === undefined || user === undefined || parsed.positionals.length > 2) return fail('passwd needs FILE and USER')
-      const cost = Number(args.cost)
-      if (!Number.isInteger(cost) || cost < 4 || cost > 17) return fail(`-C ${args.cost}: expected a bcrypt cost from 4 to 17`)
-      try {
-        const password = args.delete ? undefined : await readPassword(args['password-stdin'])
-        const done = await passwd({ file: resolve(file), user, kind: args.md5 ? 'apr1' : 'bcrypt', cost, delete: args.delete, password })
-        process.stderr.write(`${done}\n`)
-        return 0
-      } catch (err) { return fail((err as Error).message) }
-    }
-    default:
-      return fail(`unknown command ${JSON.stringify(command)}\n${USAGE}`)
-  }
+  return code
 }

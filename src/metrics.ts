@@ -3,10 +3,14 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { FastifyRequest } from 'fastify'
 import { methodAction } from './registry/path.js'
+import { VERSION } from './version.js'
 
 export function createRegistry (): Registry {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'berth_' })
+  // As Prometheus' own *_build_info: constant 1, the facts in labels.
+  new Gauge({ name: 'berth_build_info', help: 'berth\'s version and the Node.js it runs on (always 1).', labelNames: ['version', 'node'], registers: [registry] })
+    .set({ version: VERSION, node: process.versions.node }, 1)
   return registry
 }
 

@@ -1,10 +1,12 @@
 // Running berth: load, listen, and the signals an nginx operator expects (USR1 reopens logs,
 // TERM/INT close gracefully).
 import { existsSync } from 'node:fs'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
 import { basename, dirname } from 'node:path'
 import { hostname } from 'node:os'
 import type { FastifyInstance } from 'fastify'
-import { loadConfig } from './config/load.js'
+import { loadConfig, configWarnings } from './config/load.js'
 import type { BerthConfig } from './config/schema.js'
 import { createLogs } from './logging.js'
 import { buildApp } from './app.js'
@@ -27,13 +29,42 @@ async function ensureDevCerts (configFile: string, say: (line: string) => void):
   if (!config.tls || (existsSync(config.tls.cert) && existsSync(config.tls.key))) return
   const dir = dirname(config.tls.cert)
   if (dirname(config.tls.key) !== dir || basename(config.tls.cert) !== 'server.crt' || basename(config.tls.key) !== 'server.key') {
-    throw new Error(`${config.file}: tls.cert / tls.key are missing; --init-certs only creates DIR/server.crt and DIR/server.key (use berth certs)`)
+    throw new Error(`${config.file}: tls.cert / tls.key are missing; --init-certs only creates DIR/server.crt and DIR/server.key: make them with berth certs --host NAME --out DIR`)
   }
   const names = ['localhost', hostname()].filter((n, i, a) => a.indexOf(n) === i && /^[A-Za-z0-9.-]+$/.test(n))
   const { files } = await makeCerts({ hosts: names, ips: ['127.0.0.1', '::1'], out: dir })
   say(`berth: ${config.tls.cert} was missing: created a development CA and certificate for ${names.join(', ')}, 127.0.0.1, ::1`)
   say(trustInstructions(files, names, config.listen.port))
 }
+
+/** Start-up failures an operator can fix, said with the key and the file (address in use, no permission). */
+function listenProblem (err: NodeJS.ErrnoException & { port?: number, address?: string }, config: BerthConfig): Error {
+  if (err.code !== 'EADDRINUSE' && err.code !== 'EACCES') return err
+  const admin = config.admin !== undefined && err.port === config.admin.port && err.port !== config.listen.port
+  const key = admin ? 'admin.port' : 'listen.port'
+  const where = `${err.address ?? (admin ? config.admin?.host : config.listen.host)}:${err.port ?? config.listen.port}`
+  return new Error(err.code === 'EADDRINUSE'
+    ? `${config.file}: ${key}: ${where} is already in use (another berth, nginx or registry?); stop it or choose another port`
+    : `${config.file}: ${key}: not allowed to listen on ${where} (ports below 1024 need root or CAP_NET_BIND_SERVICE)`)
+}
+
+/** A warning per upstream that does not accept a connection now (berth starts anyway, and answers 502). */
+async function unreachable (config: BerthConfig): Promise<string[]> {
+  return (await Promise.all(config.upstream.servers.map(async (s) => {
+    const url = new URL(s.url)
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80))
+    const why = await new Promise<string | null>((resolve) => {
+      const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port })
+      const done = (r: string | null) => { socket.destroy(); resolve(r) }
+      socket.setTimeout(1000, () => done('no answer within 1 s'))
+      socket.once('connect', () => done(null))
+      socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message))
+    })
+    return why === null ? null : `upstream ${s.url} does not answer (${why}): berth answers 502 until a server does`
+  }))).filter((w): w is string => w !== null)
+}
+
+export interface ReloadOutcome { ok: boolean, message: string }
 
 export async function startServer (configFile: string, opts: StartOptions = {}): Promise<FastifyInstance> {
   const say = opts.say ?? ((line: string) => process.stderr.write(line + '\n'))
@@ -46,52 +77,83 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     logs.reopen()
     app.log.info('log files reopened')
   }
-  // SIGHUP: re-read the config and every file it names; apply it whole, or keep the running one.
-  let reloading = Promise.resolve()
-  const onHup = () => {
+  // SIGHUP (or berth reload): re-read the config and every file it names; apply it whole, or keep the
+  // running one. Reloads run one at a time.
+  let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, message: '' })
+  const reload = (): Promise<ReloadOutcome> => {
     reloading = reloading.then(async () => {
       try {
-        const next = await loadConfig(configFile)
+        let next: BerthConfig
+        try {
+          next = await loadConfig(configFile)
+        } catch (err) {
+          app.reloads.failed++ // refused before app.reload, which counts its own refusals
+          throw err
+        }
         const notes = await app.reload(next)
-        app.log.info({ file: next.file, needsRestart: notes }, notes.length > 0 ? 'configuration reloaded; some changes need a restart' : 'configuration reloaded')
+        for (const w of configWarnings(next)) app.log.warn(w)
+        const message = notes.length > 0 ? 'configuration reloaded; some changes need a restart' : 'configuration reloaded'
+        app.log.info({ file: next.file, needsRestart: notes }, message)
+        return { ok: true, message: [`${message} (${next.file})`, ...notes.map((n) => `  ${n}`)].join('\n') }
       } catch (err) {
         const problems = (err as ConfigError).problems ?? [(err as Error).message]
         app.log.error({ file: configFile, problems }, 'reload refused: the running configuration stays in force')
+        return { ok: false, message: [`reload refused: the running configuration stays in force. ${configFile}:`, ...problems.map((p) => `  ${p}`)].join('\n') }
       }
     })
+    return reloading
   }
-  // SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to drainTimeout), answer new
-  // requests on open connections with 503 + Connection: close, then exit 0.
+  const onHup = () => { void reload() }
+  // SIGTERM/SIGINT (or berth stop): stop accepting, let requests in flight finish (up to drainTimeout),
+  // answer new requests on open connections with 503 + Connection: close, then exit 0.
   let closing = false
-  const onStop = (signal: NodeJS.Signals) => {
+  const onStop = (signal: NodeJS.Signals | 'berth stop') => {
     if (closing) return
     closing = true
     const drainTimeout = app.berthConfig.shutdown.drainTimeout
+    const began = Date.now()
     app.log.info({ signal, drainTimeout }, 'draining: no new connections; requests in flight may finish')
-    const exit = (code: number) => { void logs.settle().then(() => process.exit(code)) }
+    const exit = (code: number, how: string) => {
+      app.log.info({ ms: Date.now() - began }, how)
+      void logs.settle().then(() => process.exit(code))
+    }
     setTimeout(() => {
       app.log.warn('drain timeout: closing the connections still open')
       app.server.closeAllConnections()
     }, drainTimeout).unref()
-    setTimeout(() => exit(0), drainTimeout + 900).unref()
-    app.close().then(() => exit(0), (err: Error) => {
+    setTimeout(() => exit(0, 'drain ended at the timeout; exiting'), drainTimeout + 900).unref()
+    app.close().then(() => exit(0, 'drained; exiting'), (err: Error) => {
       app.log.error({ err }, 'close failed')
-      exit(1)
+      exit(1, 'exiting after a failed close')
     })
   }
+  app.control.reload = reload
+  app.control.stop = () => { setImmediate(() => onStop('berth stop')) }
   process.on('SIGUSR1', onUsr1)
   process.on('SIGHUP', onHup)
   process.on('SIGTERM', onStop)
   process.on('SIGINT', onStop)
   app.addHook('onClose', async () => {
     await registry?.stop()
+    if (config.pidFile !== undefined) await rm(config.pidFile, { force: true })
     process.off('SIGUSR1', onUsr1)
     process.off('SIGHUP', onHup)
     process.off('SIGTERM', onStop)
     process.off('SIGINT', onStop)
   })
-  await app.listen({ host: config.listen.host, port: config.listen.port })
+  try {
+    await app.listen({ host: config.listen.host, port: config.listen.port })
+  } catch (err) {
+    await app.close().catch(() => {})
+    await registry?.stop()
+    throw listenProblem(err as NodeJS.ErrnoException, config)
+  }
+  if (config.pidFile !== undefined) {
+    await mkdir(dirname(config.pidFile), { recursive: true })
+    await writeFile(config.pidFile, `${process.pid}\n`)
+  }
   const address = app.server.address()
-  app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined }, 'berth listening')
+  app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined, pidFile: config.pidFile }, 'berth listening')
+  for (const w of [...configWarnings(config), ...await unreachable(config)]) app.log.warn(w)
   return app
 }

@@ -55,6 +55,14 @@ declare module 'fastify' {
     reload (next: BerthConfig): Promise<string[]>
     /** Reload outcomes so far. */
     reloads: { ok: number, failed: number }
+    /**
+     * What `berth reload` / `berth stop` reach through the admin listener: the process's own reload (re-read
+     * the file, apply or refuse, say which) and drain. Null until `berth start` sets them (an app built by
+     * buildApp alone, in tests or a host program, has no file to re-read).
+     */
+    control: { reload: (() => Promise<{ ok: boolean, message: string }>) | null, stop: (() => void) | null }
+    /** When this process started serving (for /status). */
+    startedAt: Date
     /** A registry-shaped error to throw from a hook: `throw fastify.registryError(429, 'TOOMANYREQUESTS', '…')`. */
     registryError (statusCode: number, registryCode: string, message: string, detail?: unknown): Error
     /** Requests refused by load shedding so far. */

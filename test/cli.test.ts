@@ -46,9 +46,9 @@ test('check: prints every problem with the file and key, exits 1', async (t) => 
   assert.equal(r.code, 1)
   assert.equal(r.stdout, '')
   assert.match(r.stderr, new RegExp(`^configuration ${file} is invalid:\n`))
-  assert.match(r.stderr, /  listen\.hots: unknown key\n/)
-  assert.match(r.stderr, /  listen\.port: expected a port number from 0 to 65535, got -1\n/)
-  assert.match(r.stderr, /  limits\.maxBodySize: expected a size/)
+  assert.match(r.stderr, /  line 1, column 27: listen\.hots: unknown key: did you mean host\?\n/)
+  assert.match(r.stderr, /  line 1, column 17: listen\.port: expected a port number from 0 to 65535, got -1\n/)
+  assert.match(r.stderr, /  line 3, column 24: limits\.maxBodySize: expected a size/)
   const missing = await run(['check', '--config', join(dir, 'none.yaml')])
   assert.equal(missing.code, 1)
   assert.match(missing.stderr, /none\.yaml is invalid:\n  cannot read the file: ENOENT/)
@@ -67,6 +67,10 @@ test('certs: a CA and a server certificate for the names, trust steps printed, n
   assert.match(r.stdout, /sudo mkdir -p \/etc\/docker\/certs\.d\/registry\.example\.com\n/)
   assert.match(r.stdout, new RegExp(`sudo cp ${join(dir, 'ca.crt')} /etc/docker/certs\\.d/registry\\.example\\.com/ca\\.crt`))
   assert.match(r.stdout, /update-ca-certificates/)
+  // every name:port a client may write (443 with and without the port), the store file named after the host, curl
+  for (const d of ['registry.example.com', 'registry.example.com:443', 'localhost', 'localhost:443', '127.0.0.1', '127.0.0.1:443']) assert.ok(r.stdout.includes(`sudo mkdir -p /etc/docker/certs.d/${d}\n`), d)
+  assert.ok(r.stdout.includes('/usr/local/share/ca-certificates/berth-registry.example.com-ca.crt'))
+  assert.ok(r.stdout.includes(`curl --cacert ${join(dir, 'ca.crt')} https://registry.example.com/v2/`))
   const before = readFileSync(join(dir, 'server.crt'), 'utf8')
   const again = await run(['certs', '--host', 'other.example.com', '--port', '5000', '--out', dir])
   assert.equal(again.code, 1)
@@ -127,7 +131,7 @@ test('npm start\'s config on a fresh clone: development certificates are made un
   // config/berth.yaml as shipped, on port 0 and in front of a stand-in upstream so the test collides with nothing.
   const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
   t.after(() => up.close())
-  writeFileSync(file, readFileSync(join(ROOT, 'config', 'berth.yaml'), 'utf8').replace(/port: 8443/, 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1').replace('http://127.0.0.1:5000', up.url))
+  writeFileSync(file, readFileSync(join(ROOT, 'config', 'berth.yaml'), 'utf8').replace(/port: 8443/, 'port: 0').replace('port: 9090', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1').replace('http://127.0.0.1:5000', up.url))
   const b = await spawnBerth(t, ['--config', file, '--init-certs'])
   assert.match(b.output(), /was missing: created a development CA and certificate for localhost/)
   assert.match(b.output(), /\/etc\/docker\/certs\.d\/localhost:0\/ca\.crt|\/etc\/docker\/certs\.d\/localhost/)
@@ -198,4 +202,207 @@ test('check: an htpasswd line berth cannot verify is named with file, line and u
   assert.match(g.stderr, /auth\.access\[0\]\.groups: unknown group "nobody" \(define it under auth\.groups\)/)
   const s = await run(['start', '--config', file])
   assert.equal(s.code, 1, 'start refuses what check refuses')
+})
+
+test('help and version: per command, exit 0; unknown commands, options and extra arguments are errors (exit 1)', async () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+  for (const args of [['--version'], ['-v'], ['version']]) {
+    const r = await run(args)
+    assert.deepEqual([r.code, r.stdout], [0, `${pkg.version}\n`], args.join(' '))
+  }
+  const top = await run(['--help'])
+  assert.equal(top.code, 0)
+  for (const c of ['start', 'check', 'reload', 'stop', 'status', 'certs', 'passwd', 'version', 'help']) assert.match(top.stdout, new RegExp(`^  ${c}\\b`, 'm'), c)
+  for (const args of [['help', 'start'], ['start', '--help'], ['start', '-h']]) {
+    const r = await run(args)
+    assert.equal(r.code, 0, args.join(' '))
+    assert.match(r.stdout, /^Usage: berth start \[options\]/m)
+    assert.match(r.stdout, /--init-certs/)
+  }
+  const none = await run([])
+  assert.equal(none.code, 1)
+  assert.match(none.stderr, /^Usage: berth/m)
+  const unknown = await run(['strat'])
+  assert.equal(unknown.code, 1)
+  assert.match(unknown.stderr, /unknown command 'strat'\n\(Did you mean start\?\)/)
+  const stray = await run(['check', '--config', 'x.yaml', '--host', 'foo', '-m'])
+  assert.equal(stray.code, 1, 'an option of another command is an error, not ignored')
+  assert.match(stray.stderr, /unknown option '--host'/)
+  assert.equal(stray.stdout, '')
+  const extra = await run(['check', '--config', 'x.yaml', 'extra'])
+  assert.equal(extra.code, 1)
+  assert.match(extra.stderr, /too many arguments for 'check'/)
+  const port = await run(['certs', '--out', 'x', '--port', '70000'])
+  assert.equal(port.code, 1)
+  assert.match(port.stderr, /--port <port>' argument '70000' is invalid\. expected a port number/)
+})
+
+test('passwd -c creates (replacing an existing file, as htpasswd -c); -b takes the password from the command line', async (t) => {
+  const { execFileSync } = await import('node:child_process')
+  const file = join(tempDir(t), 'htpasswd')
+  writeFileSync(file, 'old:$apr1$abcdefgh$0123456789012345678901\n')
+  const r = await run(['passwd', '-cb', file, 'dockeruser', 'dockerpasswd'])
+  assert.equal(r.code, 0, r.stderr)
+  assert.match(r.stderr, new RegExp(`Adding password for user dockeruser \\(created ${file}\\)`))
+  assert.equal(readFileSync(file, 'utf8').split('\n').filter(Boolean).length, 1)
+  execFileSync('htpasswd', ['-vb', file, 'dockeruser', 'dockerpasswd'], { stdio: 'ignore' })
+  assert.equal((await run(['passwd', file, 'x', 'pw'])).code, 1, 'a password argument without -b')
+  assert.equal((await run(['passwd', '-D', '-c', file, 'dockeruser'])).code, 1, '-D with -c')
+})
+
+test('check: a dozen mistakes reported in one pass, each with its line and column, a did-you-mean or the nginx key, and warnings', async (t) => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'htpasswd'), 'alice:$apr1$abcdefgh$0123456789012345678901\n')
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, [
+    'listen: { host: 0.0.0.0, prot: 8443 }', // 1
+    'tls: { cert: none/server.crt, key: none/server.key }', // 2
+    'upstream:', // 3
+    '  servers:', // 4
+    '    - { url: "ftp://registry:5000", max_fails: 3 }', // 5
+    '  timeouts: { idle: 900 }', // 6
+    'timeouts:', // 7
+    '  clientIdle: 60', // 8
+    'client_max_body_size: 300m', // 9
+    'auth:', // 10
+    '  htpasswd: htpasswd', // 11
+    '  groups: { team: [alice, bob] }', // 12
+    '  access:', // 13
+    '    - { groups: [tema], repositories: ["team/**"], actions: [pull, pussh] }', // 14
+    'trustedProxies: [10.0.0.0/33]', // 15
+    'log: { level: verbose }' // 16
+  ].join('\n') + '\n')
+  const r = await run(['check', '--config', file])
+  assert.equal(r.code, 1)
+  const lines = r.stderr.split('\n')
+  const expect = [
+    /^ {2}line 1, column \d+: listen\.prot: unknown key: did you mean port\?$/,
+    /^ {2}line 5, column \d+: upstream\.servers\[0\]\.max_fails: unknown key \(nginx's max_fails is upstream\.servers\[\]\.maxFails in berth\)$/,
+    /^ {2}line 6, column \d+: upstream\.timeouts\.idle: expected a duration with its unit: ms, s, m, h or d .*, got 900$/,
+    /^ {2}line 8, column \d+: timeouts\.clientIdle: expected a duration with its unit.*, got 60$/,
+    /^ {2}line 9, column \d+: client_max_body_size: unknown key \(nginx's client_max_body_size is limits\.maxBodySize in berth\)$/,
+    /^ {2}line 14, column \d+: auth\.access\[0\]\.actions\[1\]: expected one of pull, push, delete, catalog, got "pussh"$/,
+    /^ {2}line 16, column \d+: log\.level: expected one of debug, info, warn, error, got "verbose"$/,
+    // after the schema, in the same pass:
+    /^ {2}line 15, column \d+: trustedProxies\[0\]: .*, got "10\.0\.0\.0\/33"$/,
+    /^ {2}line 2, column \d+: tls\.cert: cannot read .*none\/server\.crt: ENOENT \(make it with `berth certs --host NAME --out DIR`, or start with --init-certs/,
+    /^ {2}line 2, column \d+: tls\.key: cannot read .*none\/server\.key: ENOENT/
+  ]
+  for (const re of expect) assert.ok(lines.some((l) => re.test(l)), `${re}\n${r.stderr}`)
+  assert.match(r.stderr, /^ {2}line 5, column \d+: upstream\.servers\[0\]\.url: expected an http:\/\/ or https:\/\/ URL, got "ftp:\/\/registry:5000"$/m)
+  // the access rules, whose list was refused, are not checked again (no "unknown group tema")
+  assert.doesNotMatch(r.stderr, /tema/)
+  assert.equal(lines.filter((l) => l.startsWith('  line ')).length, 11, r.stderr)
+
+  // Fixed, except what is only a warning: bob is in no htpasswd line; everyone may push on 0.0.0.0.
+  writeFileSync(file, [
+    'listen: { host: 0.0.0.0, port: 8443 }',
+    'upstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }',
+    'auth:',
+    '  htpasswd: htpasswd',
+    '  groups: { team: [alice, bob] }',
+    '  access: [ { users: [carol], repositories: ["**"], actions: [pull] } ]',
+    '  anonymous: { repositories: ["**"], actions: [pull, push] }'
+  ].join('\n') + '\n')
+  const w = await run(['check', '--config', file])
+  assert.equal(w.code, 0, w.stderr)
+  assert.match(w.stderr, /^warning: auth\.anonymous allows pull, push on a listener on every address \(0\.0\.0\.0\): anyone can push there$/m)
+  assert.match(w.stderr, new RegExp(`^warning: auth\\.groups\\.team: bob is not in ${join(dir, 'htpasswd')}$`, 'm'))
+  assert.match(w.stderr, /^warning: auth\.access\[0\]\.users: carol is not in /m)
+  // the quick-start config: no auth on every address
+  const quickDir = join(dir, 'quick')
+  mkdirSync(quickDir)
+  copyFileSync(join(ROOT, 'config', 'berth.yaml'), join(quickDir, 'berth.yaml'))
+  assert.equal((await run(['certs', '--host', 'localhost', '--out', join(quickDir, 'certs')])).code, 0)
+  const quick = await run(['check', '--config', join(quickDir, 'berth.yaml')])
+  assert.equal(quick.code, 0, quick.stderr)
+  assert.match(quick.stderr, /warning: listen\.host 0\.0\.0\.0 with no auth section: anyone who reaches port 8443 can push and delete/)
+})
+
+test('reload, status and stop through the admin listener; start-up problems name the key and the file', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t)
+  const c = await testCerts()
+  const up = await startUpstream((req, res) => res.end('{}'))
+  t.after(() => up.close())
+  const { freePort } = await import('./e2e/fixtures.js')
+  const adminPort = await freePort()
+  const file = join(dir, 'berth.yaml')
+  const config = (extra: string) => [
+    'listen: { host: 127.0.0.1, port: 0 }',
+    `tls: { cert: ${c.cert}, key: ${c.key} }`,
+    `upstream: { servers: [ { url: "${up.url}" } ], tls: { ca: ${c.caCert} } }`,
+    `admin: { host: 127.0.0.1, port: ${adminPort} }`,
+    'log: { access: access.log }',
+    extra
+  ].join('\n') + '\n'
+  writeFileSync(file, config(''))
+  const b = await spawnBerth(t, ['--config', file])
+
+  const status = await run(['status', '--config', file])
+  assert.equal(status.code, 0, status.stderr)
+  assert.match(status.stdout, new RegExp(`^berth \\d+\\.\\d+\\.\\d+ \\(node ${process.versions.node}\\), pid ${b.child.pid}, up \\d+s, config ${file}$`, 'm'))
+  assert.match(status.stdout, /^LISTENER +ADDRESS$/m)
+  assert.match(status.stdout, /^registry +https:\/\/127\.0\.0\.1:\d+$/m)
+  assert.match(status.stdout, new RegExp(`^admin +http://127\\.0\\.0\\.1:${adminPort}$`, 'm'))
+  assert.match(status.stdout, /^upstreams: 1 of 1 up$/m)
+  assert.match(status.stdout, new RegExp(`^${up.url.replace(/[.]/g, '\\.')} +up +yes +1 +primary`, 'm'))
+
+  writeFileSync(file, config('limits: { maxBodySize: 1m }'))
+  const ok = await run(['reload', '--config', file])
+  assert.equal(ok.code, 0, ok.stderr)
+  assert.equal(ok.stdout, `configuration reloaded (${file})\n`)
+  writeFileSync(file, config('limits: { maxBodySize: lots }'))
+  const refused = await run(['reload', '--config', file])
+  assert.equal(refused.code, 1)
+  assert.match(refused.stderr, /^reload refused: the running configuration stays in force\. .*\n {2}line 6, column 24: limits\.maxBodySize: expected a size/)
+  assert.match((await run(['status', '--config', file])).stdout, /reloads: 1 applied, 1 refused/)
+
+  // a second berth on the same admin port: the key and the file
+  writeFileSync(join(dir, 'second.yaml'), config('').replace(/\nlog: .*\n/, '\n'))
+  const second = await run(['start', '--config', join(dir, 'second.yaml')])
+  assert.equal(second.code, 1)
+  assert.match(second.stderr, new RegExp(`${join(dir, 'second.yaml')}: admin\\.port: 127\\.0\\.0\\.1:${adminPort} is already in use`))
+
+  writeFileSync(file, config(''))
+  const stop = await run(['stop', '--config', file])
+  assert.equal(stop.code, 0, stop.stderr)
+  assert.equal(stop.stdout, 'berth drained and stopped\n')
+  if (b.child.exitCode === null) await once(b.child, 'exit') // berth stop returns once berth is gone
+  assert.equal(b.child.exitCode, 0)
+  assert.match(b.output(), /"msg":"drained; exiting"/)
+  const gone = await run(['status', '--config', file])
+  assert.equal(gone.code, 1)
+  assert.match(gone.stderr, /no berth answers on the admin listener http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\): is it running with /)
+})
+
+test('without an admin listener: reload and stop signal the pid in pidFile, which berth writes and removes', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t)
+  const c = await testCerts()
+  const up = await startUpstream((req, res) => res.end('{}'))
+  t.after(() => up.close())
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, [
+    'listen: { host: 127.0.0.1, port: 0 }',
+    `tls: { cert: ${c.cert}, key: ${c.key} }`,
+    `upstream: { servers: [ { url: "${up.url}" } ], tls: { ca: ${c.caCert} } }`,
+    'pidFile: run/berth.pid'
+  ].join('\n') + '\n')
+  const b = await spawnBerth(t, ['--config', file])
+  const pidFile = join(dir, 'run', 'berth.pid')
+  assert.equal(readFileSync(pidFile, 'utf8'), `${b.child.pid}\n`)
+  const reload = await run(['reload', '--config', file])
+  assert.equal(reload.code, 0, reload.stderr)
+  assert.match(reload.stdout, new RegExp(`sent SIGHUP to berth \\(pid ${b.child.pid}\\)`))
+  await waitFor(() => b.output().includes('"msg":"configuration reloaded"'), 5000, 'the reload')
+  const stop = await run(['stop', '--config', file])
+  assert.equal(stop.code, 0, stop.stderr)
+  assert.equal(stop.stdout, `berth (pid ${b.child.pid}) drained and stopped\n`)
+  assert.equal(existsSync(pidFile), false, 'the pid file is removed at exit')
+  const again = await run(['reload', '--config', file])
+  assert.equal(again.code, 1)
+  assert.match(again.stderr, /cannot read the pid file .*run\/berth\.pid \(pidFile in .*\): ENOENT; is berth running\?/)
+  writeFileSync(file, readFileSync(file, 'utf8').replace(/pidFile: .*\n/, ''))
+  const neither = await run(['reload', '--config', file])
+  assert.equal(neither.code, 1)
+  assert.match(neither.stderr, /has neither admin nor pidFile/)
 })

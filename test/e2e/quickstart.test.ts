@@ -20,7 +20,7 @@ function shippedConfig (dir: string, registryPort: number): string {
   mkdirSync(join(dir, 'config'), { recursive: true })
   const file = join(dir, 'config', 'berth.yaml')
   writeFileSync(file, readFileSync(join(ROOT, 'config', 'berth.yaml'), 'utf8')
-    .replace(/port: 8443/, 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1')
+    .replace(/port: 8443/, 'port: 0').replace('port: 9090', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1')
     .replace('http://127.0.0.1:5000', `http://127.0.0.1:${registryPort}`))
   return file
 }
@@ -81,6 +81,8 @@ test('npm start without docker-registry: berth says how to get one and keeps ser
   const registryPort = await freePort()
   const berth = await spawnBerth(t, ['--config', shippedConfig(join(dir, 'a'), registryPort), '--dev'], undefined, { PATH: bin })
   assert.match(berth.output(), /no registry answers at http:\/\/127\.0\.0\.1:\d+\. Install one with `sudo apt-get install docker-registry`.*or run `docker compose up`/)
+  await waitFor(() => berth.output().includes('does not answer'), 5000, 'the start-up warning')
+  assert.match(berth.output(), /upstream http:\/\/127\.0\.0\.1:\d+ does not answer \(ECONNREFUSED\): berth answers 502 until a server does/)
   const ca = readFileSync(join(dir, 'a', 'config', 'certs', 'ca.crt'))
   const status = await new Promise<number>((resolve, reject) => {
     https.get({ host: '127.0.0.1', port: berth.port, path: '/v2/', ca, servername: 'localhost' }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)

@@ -104,3 +104,32 @@ test('after a reload that replaces the servers, /readyz, /upstreams and /status 
   await waitFor(() => berth.app.upstreams.servers[0].lastProbe?.at !== undefined && new Date(berth.app.upstreams.servers[0].lastProbe?.at ?? 0).toISOString() !== before, 2000, 'a later probe')
   assert.notEqual((await upstreams(berth))[0].lastProbe?.at, before, 'lastProbe moves on')
 })
+
+test('the admin listener: / lists its endpoints; /status shows version, uptime and config, refreshes, heads every column, links /metrics; berth_build_info', async (t) => {
+  const a = await startUpstream((_req, res) => res.end('{}'))
+  t.after(() => a.close())
+  const berth = await startBerth(t, [a.url], { admin: { host: '127.0.0.1', port: 0 } })
+  const { VERSION } = await import('../../src/version.js')
+  const index = await adminGet(berth, '/')
+  assert.equal(index.status, 200)
+  for (const e of ['/status', '/status.json', '/upstreams', '/metrics', '/healthz', '/readyz']) assert.ok(index.body.includes(`<a href="${e}">GET ${e}</a>`), e)
+  assert.match(index.body, /POST \/reload/)
+  const page = (await adminGet(berth, '/status')).body
+  assert.match(page, /<meta http-equiv="refresh" content="5">/)
+  assert.ok(page.includes(`berth ${VERSION} (node ${process.versions.node}), pid ${process.pid}`))
+  assert.match(page, /up since \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ s\)/)
+  assert.ok(page.includes(`configuration ${berth.app.berthConfig.file}`))
+  assert.match(page, /<a href="\/metrics">metrics<\/a>/)
+  const heads = [...page.matchAll(/<th>([^<]*)<\/th>/g)].map((m) => m[1])
+  assert.equal(heads.length, 11)
+  assert.ok(heads.every((h) => h !== ''), `every column has a header: ${heads.join('|')}`)
+  assert.match(page, /<td>primary<\/td>/)
+  const json = JSON.parse((await adminGet(berth, '/status.json')).body) as { version: string, listeners: Array<{ name: string, address: string }>, upstreams: unknown[] }
+  assert.equal(json.version, VERSION)
+  assert.deepEqual(json.listeners.map((l) => l.name), ['registry', 'admin'])
+  assert.equal(json.upstreams.length, 1)
+  const metrics = (await adminGet(berth, '/metrics')).body
+  assert.ok(metrics.includes(`berth_build_info{version="${VERSION}",node="${process.versions.node}"} 1`), 'build info')
+  const reload = await berth.app.adminServer?.inject({ method: 'POST', url: '/reload' })
+  assert.equal(reload?.statusCode, 501, 'an app not started by berth start has no file to reload')
+})
