@@ -51,7 +51,7 @@ export function formatCombined (e: AccessEntry): string {
 }
 
 function formatJson (e: AccessEntry): string {
-  return JSON.stringify({ ...e, time: e.time.toISOString() }) + '\n'
+  return JSON.stringify({ ...e, time: e.time.toISOString(), requestTime: Math.round(e.requestTime * 1000) / 1000 }) + '\n'
 }
 
 function entry (request: FastifyRequest, start: number, remoteAddr: string): AccessEntry {

@@ -13,6 +13,15 @@ import { Throttle } from '../src/auth/throttle.js'
 import type { AuthStats } from '../src/types.js'
 import { TooManyFailuresError, UnauthorizedError, challenged, type RegistryErrorShape } from '../src/errors.js'
 
+/** The user name of a Basic credential (for the debug log of a failed login), or null. */
+function loginName (header: string | undefined): string | null {
+  const m = /^basic +([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '')
+  if (m === null) return null
+  const text = Buffer.from(m[1], 'base64').toString('utf8')
+  const colon = text.indexOf(':')
+  return colon === -1 ? null : text.slice(0, colon)
+}
+
 export default fp(async function auth (fastify) {
   const cfg = fastify.berthConfig.auth
   if (!cfg) throw new Error('berth-auth registered without an auth section')
@@ -67,6 +76,8 @@ export default fp(async function auth (fastify) {
     fastify.basicAuth(request, reply, (err?: Error) => {
       if (err === undefined || err === null) { stats.successes++; done(); return }
       stats.failures++
+      // Never the password: the user name as sent, and why.
+      request.log.debug({ user: loginName(request.headers.authorization), client: address, reason: (err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? 'wrong user or password' : 'malformed Authorization header' }, 'login failed')
       if (throttle.fail(address)) request.log.warn({ client: address, blockMs: throttle.block }, 'too many failed logins: address blocked')
       // A malformed header (not base64, no colon, another scheme) gets the same 401 as a wrong password.
       done((err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? (reply.header('www-authenticate', challengeValue), err) : challenged(reply, challengeValue))

@@ -3,7 +3,7 @@
 // without the right, 404 for what is not a registry API call.
 import fp from 'fastify-plugin'
 import { AccessPolicy, decide } from '../src/auth/rules.js'
-import { DeniedError, NameInvalidError, NotFoundError, challenged } from '../src/errors.js'
+import { DeniedError, NameInvalidError, NotFoundError, challenged, type RegistryErrorShape } from '../src/errors.js'
 
 export default fp(async function access (fastify) {
   const cfg = fastify.berthConfig.auth
@@ -28,12 +28,19 @@ export default fp(async function access (fastify) {
       case 'not-api': done(new NotFoundError()); return
       case 'name': done(new NameInvalidError()); return
       case 'challenge': done(challenged(reply, fastify.authState.challenge)); return
-      case 'denied': done(new DeniedError())
+      case 'denied': {
+        // As the registry's own token errors: what was refused, on which repository (a name the client
+        // sent: berth never says whether it exists).
+        const err: RegistryErrorShape = new DeniedError()
+        err.detail = [{ Type: verdict.repository === undefined ? 'registry' : 'repository', Name: verdict.repository ?? 'catalog', Action: verdict.action }]
+        request.log.debug({ user: request.user?.name, client: request.clientAddress, action: verdict.action, repository: verdict.repository }, 'access denied: no rule allows it')
+        done(err)
+      }
     }
   })
 }, {
   name: 'berth-authorization',
   fastify: '5.x',
   dependencies: ['berth-auth', 'berth-request-target'],
-  decorators: { fastify: ['berthConfig', 'onReload', 'authState'], request: ['registryAction', 'catalogFilter', 'user'] }
+  decorators: { fastify: ['berthConfig', 'onReload', 'authState'], request: ['registryAction', 'catalogFilter', 'user', 'clientAddress'] }
 })

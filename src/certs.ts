@@ -109,7 +109,15 @@ export async function makeCerts ({ hosts, ips, out }: MakeCertsOptions): Promise
 
 /** What each docker host must do, for every name the certificate carries. */
 export function trustInstructions (files: CertFiles, names: string[], port: number): string {
-  const dirs = names.map((n) => `/etc/docker/certs.d/${isIP(n) === 6 ? `[${n}]` : n}${port === 443 ? '' : `:${port}`}`)
+  // docker looks in certs.d/HOST:PORT, and in certs.d/HOST when the image name has no port (443): with
+  // 443 both forms are listed, as a client may write either.
+  const dirs = names.flatMap((n) => {
+    const host = isIP(n) === 6 ? `[${n}]` : n
+    return (port === 443 ? [host, `${host}:443`] : [`${host}:${port}`]).map((d) => `/etc/docker/certs.d/${d}`)
+  })
+  // One file per CA in the system store: named after the first host, so a second berth's CA does not
+  // replace the first one's.
+  const storeName = `berth-${(names[0] ?? 'ca').replace(/[^A-Za-z0-9.-]+/g, '_')}-ca.crt`
   return [
     `Certificates in place: ${files.cert} (server), ${files.caCert} (CA). Keep ${files.caKey} private.`,
     '',
@@ -118,11 +126,11 @@ export function trustInstructions (files: CertFiles, names: string[], port: numb
     ...dirs.flatMap((d) => [`  sudo mkdir -p ${d}`, `  sudo cp ${files.caCert} ${d}/ca.crt`]),
     '',
     'or for the whole system (curl, skopeo and docker alike; then restart docker):',
-    `  Debian/Ubuntu:  sudo cp ${files.caCert} /usr/local/share/ca-certificates/berth-ca.crt && sudo update-ca-certificates`,
-    `  RHEL/Fedora:    sudo cp ${files.caCert} /etc/pki/ca-trust/source/anchors/berth-ca.crt && sudo update-ca-trust`,
+    `  Debian/Ubuntu:  sudo cp ${files.caCert} /usr/local/share/ca-certificates/${storeName} && sudo update-ca-certificates`,
+    `  RHEL/Fedora:    sudo cp ${files.caCert} /etc/pki/ca-trust/source/anchors/${storeName} && sudo update-ca-trust`,
     '  then:           sudo systemctl restart docker',
     '',
     `skopeo without either: --cert-dir ${files.trust} (or --src-cert-dir/--dest-cert-dir; the folder holds only the CA).`,
-    `curl: --cacert ${files.caCert}`
+    `curl without either: curl --cacert ${files.caCert} https://${names[0] ?? 'HOST'}${port === 443 ? '' : `:${port}`}/v2/`
   ].join('\n')
 }

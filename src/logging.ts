@@ -1,6 +1,7 @@
 // The error log (pino, Fastify's logger) and the access log (one line per request), both on SonicBoom
 // destinations so that SIGUSR1 can reopen them after logrotate moved the files.
 import pino, { type Logger } from 'pino'
+import pinoPretty from 'pino-pretty'
 import type { BerthConfig } from './config/schema.js'
 
 type Destination = ReturnType<typeof pino.destination>
@@ -67,12 +68,17 @@ export async function createLogs (config: BerthConfig): Promise<Logs> {
     d.once('ready', () => resolve())
     d.once('error', reject)
   })))
+  // On a terminal, one readable line per event (pino-pretty, in this process: no worker thread); else
+  // JSON, one object per line, for log shippers.
+  const pretty = config.log.errorFormat === 'pretty' || (config.log.errorFormat === 'auto' && config.log.error === '-' && process.stderr.isTTY)
   const logger = pino({
     level: config.log.level,
     // Belt and braces: berth never logs request headers, but a plugin might.
     redact: { paths: ['req.headers.authorization', 'headers.authorization', 'req.headers.cookie', 'authorization', 'password'], censor: '[redacted]' },
     base: { pid: process.pid }
-  }, errorDest)
+  }, pretty
+    ? pinoPretty({ destination: errorDest, colorize: config.log.error === '-' && process.stderr.isTTY, translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true })
+    : errorDest)
   const flush = () => {
     access.flush()
     for (const d of [errorDest, accessDest]) {

@@ -171,7 +171,7 @@ export class Exchange {
     this.#done = true
     const v = this.#verifier
     if (v !== null && !v.matches()) {
-      this.#o.pool.passiveFailure(attempt.upstream)
+      this.#failure(attempt)
       this.request.log.error({ upstream: attempt.upstream.address, expected: v.digest, bytes: v.bytes, length: v.length },
         'the upstream sent a body that does not match its digest: connection closed')
       this.#fill?.drop()
@@ -182,6 +182,12 @@ export class Exchange {
     this.#pending = null
     if (attempt.from >= 0) this.request.log.warn({ digest: v?.digest, servers: this.request.upstreamAddress }, 'download resumed from another server and verified')
     void this.#fill?.commit()
+  }
+
+  /** A failure that counts against the server (nginx max_fails); says so when it takes it out. */
+  #failure (attempt: Attempt): void {
+    const out = this.#o.pool.passiveFailure(attempt.upstream)
+    if (out !== null) this.request.log.warn({ upstream: attempt.upstream.address }, `upstream ${out}`)
   }
 
   failed (attempt: Attempt, err: Error & { code?: string }): void {
@@ -201,7 +207,7 @@ export class Exchange {
     }
     if ((err as RegistryErrorShape).registryCode === 'SIZE_INVALID') { this.#answer(err as RegistryErrorShape); return }
     const cause = causeOf(err)
-    if (isServerFailure(cause)) this.#o.pool.passiveFailure(attempt.upstream)
+    if (isServerFailure(cause)) this.#failure(attempt)
     this.#reasons.push(`${attempt.upstream.address}: ${cause === 'error' ? `${err.code ?? ''} ${err.message}`.trim() : cause}`)
     if (!res.headersSent) {
       const next = this.#mayTryAgain(cause, attempt) ? this.#o.pool.pick(this.#tried) : null

@@ -2,6 +2,7 @@
 // least connections, backups, passive failures. A reload builds a new pool that keeps the servers that
 // stay, with their health and, when their TLS and timeouts are unchanged, their connections.
 import type { BerthConfig } from '../config/schema.js'
+import { formatDuration } from '../config/units.js'
 import { UpstreamDispatcher, dispatcherKey, upstreamTls, type UpstreamTls } from './dispatcher.js'
 import { Upstream, type UpstreamSnapshot } from './upstream.js'
 
@@ -83,9 +84,15 @@ export class UpstreamPool {
     return this.#candidates(tried, now).length > 0
   }
 
-  /** A request failed on `s` (connection error, timeout, invalid or wrong response). */
-  passiveFailure (s: Upstream, now = Date.now()): void {
-    s.recordFailure(now)
+  /**
+   * A request failed on `s` (connection error, timeout, invalid or wrong response). Returns what the
+   * error log should say when this failure took `s` out of rotation, else null.
+   */
+  passiveFailure (s: Upstream, now = Date.now()): string | null {
+    // One server alone is never taken out (nginx ignores max_fails there): nothing to say.
+    if (!s.recordFailure(now) || this.#single) return null
+    const { maxFails, failTimeout } = s.failSettings
+    return `${s.address}: ${maxFails} failure${maxFails === 1 ? '' : 's'} within failTimeout: out of rotation for ${formatDuration(failTimeout)}`
   }
 
   /** Whether any server can take a request now (readiness). */

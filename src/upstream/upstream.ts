@@ -109,10 +109,11 @@ export class Upstream {
   settled (): void { this.#active-- }
 
   /** A connection error, timeout or invalid response: nginx's max_fails within fail_timeout. */
-  recordFailure (now = Date.now()): void {
+  /** Counts a failure; true when it takes the server out of rotation for failTimeout. */
+  recordFailure (now = Date.now()): boolean {
     this.#failures++
     const { maxFails, failTimeout } = this.#settings
-    if (maxFails === 0) return
+    if (maxFails === 0) return false
     if (now - this.#windowStart >= failTimeout) {
       this.#windowStart = now
       this.#windowFails = 0
@@ -121,7 +122,14 @@ export class Upstream {
       this.#downUntil = now + failTimeout
       this.#windowFails = 0
       this.#windowStart = now
+      return true
     }
+    return false
+  }
+
+  /** maxFails and failTimeout in force, for the error log. */
+  get failSettings (): { maxFails: number, failTimeout: number } {
+    return { maxFails: this.#settings.maxFails, failTimeout: this.#settings.failTimeout }
   }
 
   /** A health probe finished; returns the state it changed to, if it changed. */

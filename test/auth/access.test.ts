@@ -2,7 +2,7 @@
 // tricks that must never let a user act on a repository the rules deny.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startBerth, startUpstream, request, registryError, basic, htpasswdFile, type Berth, type ConfigInput } from '../helper.js'
+import { startBerth, startUpstream, request, registryError, basic, htpasswdFile, waitFor, type Berth, type ConfigInput } from '../helper.js'
 import { globToRegExp } from '../../src/auth/rules.js'
 
 const USERS = ['ci-bot', 'alice', 'bob', 'admin', 'eve']
@@ -31,8 +31,8 @@ async function setup (t: Parameters<typeof startBerth>[0], auth: Auth = ACCESS):
   return { berth, seen }
 }
 
-async function as (berth: Berth, user: string | null, method: string, path: string): Promise<number> {
-  const headers: Record<string, string | number> = user === null ? {} : { authorization: basic(user) }
+async function as (berth: Berth, user: string | null, method: string, path: string, password?: string): Promise<number> {
+  const headers: Record<string, string | number> = user === null ? {} : { authorization: password === undefined ? basic(user) : basic(user, password) }
   const body = method === 'PUT' || method === 'PATCH' || method === 'POST' ? 'x' : undefined
   if (body !== undefined) headers['content-length'] = 1
   return (await request(berth, path, { method, headers, body })).status
@@ -97,8 +97,18 @@ test('each action mapping and each rule: pull, push, delete, catalog, groups, an
     assert.equal(seen.length - before, status === 200 ? 1 : 0, `forwarded only when allowed: ${method} ${path}`)
   }
   const denied = await request(berth, '/v2/team-b/app/manifests/v1', { method: 'PUT', headers: { authorization: basic('alice', 'alice-pw'), 'content-length': 1 }, body: 'x' })
-  assert.deepEqual(registryError(denied.body), { code: 'DENIED', message: 'requested access to the resource is denied', detail: null } as never)
+  assert.deepEqual(registryError(denied.body), { code: 'DENIED', message: 'requested access to the resource is denied', detail: [{ Type: 'repository', Name: 'team-b/app', Action: 'push' }] } as never)
   assert.equal(denied.headers['www-authenticate'], undefined)
+  // the same for a repository that exists nowhere: the answer tells nothing about existence
+  const nowhere = await request(berth, '/v2/no/such/manifests/v1', { headers: { authorization: basic('eve', 'eve-pw') } })
+  assert.deepEqual(registryError(nowhere.body), { code: 'DENIED', message: 'requested access to the resource is denied', detail: [{ Type: 'repository', Name: 'no/such', Action: 'pull' }] } as never)
+  // log.level debug: each denial and each failed login, never the password
+  await as(berth, 'alice', 'GET', '/v2/team-a/app/manifests/v1', 'not-the-password')
+  await waitFor(() => berth.errorLog().includes('login failed'), 3000, 'the failed login logged')
+  const log = berth.errorLog()
+  assert.match(log, /"user":"eve","client":"127\.0\.0\.1","action":"pull","repository":"no\/such","msg":"access denied: no rule allows it"/)
+  assert.match(log, /"user":"alice","client":"127\.0\.0\.1","reason":"wrong user or password","msg":"login failed"/)
+  assert.doesNotMatch(log, /not-the-password/)
 })
 
 test('a cross-repository mount also needs pull on the source repository', async (t) => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { formatCombined, timeLocal, type AccessEntry } from '../../plugins/access-log.js'
-import { startBerth, startUpstream, request } from '../helper.js'
+import { startBerth, startUpstream, request, htpasswdFile, basic, waitFor } from '../helper.js'
 
 const entry: AccessEntry = {
   remoteAddr: '10.0.0.7',
@@ -50,5 +50,22 @@ test('one line per request, proxied or refused, with status, bytes and upstream;
   assert.equal(e.bodyBytesSent, 1234)
   assert.equal(e.upstream, `127.0.0.1:${up.port}`)
   assert.equal(e.completed, true)
+  assert.match(json.accessLog(), /"requestTime":\d+(\.\d{1,3})?,/, 'seconds, to the millisecond')
   assert.doesNotMatch(json.accessLog(), /YTpi/)
+})
+
+test('a 413 line names the user: the body limit is checked after authentication (a stranger gets 401)', async (t) => {
+  const up = await startUpstream((req, res) => res.end('{}'))
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], { limits: { maxBodySize: 10 }, auth: { htpasswd: htpasswdFile(t, ['alice']) } })
+  const big = { method: 'PUT', body: 'y'.repeat(100), headers: { 'content-length': 100 } }
+  assert.equal((await request(berth, '/v2/a/blobs/uploads/x', big)).status, 401)
+  assert.equal((await request(berth, '/v2/a/blobs/uploads/x', { ...big, headers: { ...big.headers, authorization: basic('alice') } })).status, 413)
+  // the client can read the answer before the server's side of the closing connection has finished
+  await waitFor(() => berth.accessLog().includes('" 413 '), 3000, 'the 413 line')
+  await berth.close()
+  const lines = berth.accessLog().trim().split('\n')
+  assert.equal(lines.length, 2, berth.accessLog())
+  assert.match(lines[0], /^127\.0\.0\.1 - - .* 401 /)
+  assert.match(lines[1], /^127\.0\.0\.1 - alice \[.*\] "PUT \/v2\/a\/blobs\/uploads\/x HTTP\/1\.1" 413 /)
 })

@@ -70,7 +70,7 @@ test('backup servers get traffic only while every primary is unavailable', async
 test('one server alone is never taken out for failures (nginx ignores max_fails there); a larger pool tries its failed servers rather than refuse', async () => {
   const one = pool('[ { url: "http://127.0.0.1:1", maxFails: 1, failTimeout: 10s } ]')
   const t0 = Date.now()
-  for (let i = 0; i < 5; i++) one.passiveFailure(one.servers[0], t0)
+  for (let i = 0; i < 5; i++) assert.equal(one.passiveFailure(one.servers[0], t0), null, 'nothing to log: it stays in rotation')
   assert.equal(one.pick(null, t0), one.servers[0])
   assert.equal(one.anyAvailable(t0), true)
   assert.equal(one.snapshot(t0)[0].available, true)
@@ -108,11 +108,12 @@ test('passive failures: maxFails within failTimeout take a server out for failTi
   const p = pool('[ { url: "http://127.0.0.1:1", maxFails: 2, failTimeout: 10s }, { url: "http://127.0.0.1:2", maxFails: 0 } ]')
   const [a, b] = p.servers
   const t0 = 1_000_000
-  p.passiveFailure(a, t0)
+  assert.equal(p.passiveFailure(a, t0), null)
   assert.equal(a.available(t0), true)
-  p.passiveFailure(a, t0 + 11_000) // the first one is outside the window
+  assert.equal(p.passiveFailure(a, t0 + 11_000), null) // the first one is outside the window
   assert.equal(a.available(t0 + 11_000), true)
-  p.passiveFailure(a, t0 + 12_000)
+  // what the error log says when a failure takes a server out
+  assert.equal(p.passiveFailure(a, t0 + 12_000), '127.0.0.1:1: 2 failures within failTimeout: out of rotation for 10s')
   assert.equal(a.available(t0 + 12_000), false)
   assert.equal(a.available(t0 + 21_999), false)
   assert.equal(a.available(t0 + 22_000), true)
