@@ -1,5 +1,5 @@
-# berth: build with tsc, run the compiled JavaScript as a non-root user.
-FROM node:20-bookworm-slim AS build
+# berth: build with tsc, run the compiled JavaScript as a non-root user, on the current Node.js LTS.
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
@@ -8,7 +8,7 @@ COPY src src
 COPY plugins plugins
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json ./

@@ -3,9 +3,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import http from 'node:http'
 import https from 'node:https'
 import { once } from 'node:events'
 import { parse } from 'yaml'
@@ -153,4 +154,93 @@ test('npm test sets up its own tools: one script, run by pretest, which CI reach
   const ok = spawnSync('bash', [join(ROOT, 'scripts', 'test-tools.sh')], { encoding: 'utf8' })
   assert.equal(ok.status, 0, ok.stderr)
   assert.equal(ok.stderr, '')
+})
+
+test('npm pack, then npm install -g of the tarball: berth on PATH runs from the compiled build, without tsx; the systemd unit verifies against it', { timeout: 300_000 }, async (t) => {
+  // Packed from a copy, so that its build (prepack) never races another test's use of dist/.
+  const dir = tempDir(t)
+  const src = join(dir, 'src-copy')
+  for (const entry of ['bin', 'src', 'plugins', 'config', 'deploy', 'docs', 'README.md', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
+    cpSync(join(ROOT, entry), join(src, entry), { recursive: true, filter: (p) => !p.includes(`${join('config', 'certs')}`) && !p.includes(`${join('config', 'data')}`) })
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'))
+  const pack = spawnSync('npm', ['pack', '--pack-destination', dir], { cwd: src, encoding: 'utf8' })
+  assert.equal(pack.status, 0, pack.stderr)
+  const tgz = join(dir, pack.stdout.trim().split('\n').pop() as string)
+  const listed = spawnSync('tar', ['tzf', tgz], { encoding: 'utf8' }).stdout.split('\n')
+  assert.ok(listed.includes('package/dist/src/cli.js'), 'the compiled build is in the package')
+  assert.ok(!listed.some((f) => f.startsWith('package/src/') || f.startsWith('package/test/')), 'no sources, no tests')
+
+  const prefix = join(dir, 'prefix')
+  const install = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', tgz], { encoding: 'utf8' })
+  assert.equal(install.status, 0, install.stderr)
+  assert.doesNotMatch(install.stderr, /EBADENGINE/)
+  const installed = join(prefix, 'lib', 'node_modules', 'berth')
+  rmSync(join(installed, 'node_modules', 'tsx'), { recursive: true, force: true }) // proves it is not needed
+  const bin = join(prefix, 'bin', 'berth')
+  const env = { ...process.env, PATH: `${join(prefix, 'bin')}:${process.env.PATH ?? ''}` }
+  const version = spawnSync('berth', ['--version'], { env, encoding: 'utf8' })
+  assert.equal(version.stdout, `${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`, version.stderr)
+
+  const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
+  t.after(() => up.close())
+  const etc = join(dir, 'etc')
+  mkdirSync(etc)
+  writeFileSync(join(etc, 'berth.yaml'), `listen: { host: 127.0.0.1, port: 0 }\nupstream: { servers: [ { url: "${up.url}" } ] }\npidFile: berth.pid\n`)
+  const child = spawn(bin, ['start', '--config', join(etc, 'berth.yaml')], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout.on('data', (c) => { out += c })
+  child.stderr.on('data', (c) => { out += c })
+  await waitFor(() => out.includes('"berth listening"') || child.exitCode !== null, 20_000, 'the installed berth to listen')
+  const port = (JSON.parse(out.split('\n').find((l) => l.includes('"berth listening"')) as string) as { address: { port: number } }).address.port
+  const status = await new Promise<number>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/v2/' }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)
+  })
+  assert.equal(status, 200)
+  const stop = spawnSync('berth', ['stop', '--config', join(etc, 'berth.yaml')], { env, encoding: 'utf8' })
+  assert.equal(stop.status, 0, stop.stderr)
+  assert.deepEqual(await once(child, 'exit'), [0, null])
+
+  // deploy/systemd/berth.service, pointed at this berth: systemd's own checker finds nothing to say.
+  if (spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0) {
+    const unit = join(dir, 'berth.service')
+    writeFileSync(unit, readFileSync(join(ROOT, 'deploy', 'systemd', 'berth.service'), 'utf8').replaceAll('/usr/local/bin/berth', bin))
+    const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' })
+    assert.equal(verify.stderr.split('\n').filter((l) => l !== '' && !l.includes('berth.service')).join('\n'), '', verify.stderr)
+    assert.doesNotMatch(verify.stderr, /berth\.service:/, verify.stderr)
+  }
+})
+
+test('deploy/: the unit, the logrotate snippet and the sample config agree on the pid file; the registry configs start a registry berth can front', { timeout: 60_000 }, async (t) => {
+  const unit = readFileSync(join(ROOT, 'deploy', 'systemd', 'berth.service'), 'utf8')
+  const sample = parse(readFileSync(join(ROOT, 'deploy', 'systemd', 'berth.yaml'), 'utf8')) as { pidFile: string, log: { access: string, error: string } }
+  assert.match(unit, new RegExp(`^PIDFile=${sample.pidFile}$`, 'm'))
+  assert.match(unit, /^ExecReload=\/usr\/local\/bin\/berth reload --config \/etc\/berth\/berth\.yaml$/m)
+  for (const h of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes']) assert.match(unit, new RegExp(`^${h}$`, 'm'))
+  const rotate = readFileSync(join(ROOT, 'deploy', 'logrotate', 'berth'), 'utf8')
+  assert.ok(rotate.includes(`kill -USR1 "$(cat ${sample.pidFile})"`))
+  assert.ok(rotate.startsWith('#') && rotate.includes(`${dirname(sample.log.access)}/*.log {`))
+  const { parseConfig } = await import('../src/config/load.js')
+  parseConfig(readFileSync(join(ROOT, 'deploy', 'systemd', 'berth.yaml'), 'utf8'), '/etc/berth/berth.yaml')
+
+  const { freePort, requireTool } = await import('./e2e/fixtures.js')
+  requireTool('docker-registry', 'docker-registry')
+  for (const name of ['docker-registry.yml', 'registry-2.yml']) {
+    const dir = tempDir(t)
+    const port = await freePort()
+    const text = readFileSync(join(ROOT, 'deploy', 'registry', name), 'utf8')
+    assert.doesNotMatch(text, /^auth:/m, 'no registry auth behind berth')
+    const file = join(dir, 'config.yml')
+    writeFileSync(file, text.replace(/rootdirectory: [^ }]+/, `rootdirectory: ${dir}`).replace(/addr: \S+/, `addr: 127.0.0.1:${port}`))
+    const registry = spawn('docker-registry', ['serve', file], { stdio: 'ignore' })
+    t.after(() => { registry.kill('SIGKILL') })
+    let status = 0
+    for (let i = 0; i < 200 && status === 0; i++) {
+      status = await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status, () => 0)
+      if (status === 0) await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    assert.equal(status, 200, `${name}: the registry serves /v2/ without auth of its own`)
+    registry.kill('SIGTERM')
+  }
 })
