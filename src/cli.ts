@@ -8,7 +8,7 @@ import { ConfigError } from './errors.js'
 import { makeCerts, trustInstructions } from './certs.js'
 import { startServer } from './server.js'
 import { passwd, readPassword } from './auth/passwd.js'
-import { control, readTarget, statusText, type ControlAction } from './control.js'
+import { control, readTarget, statusText, type ControlAction, type ControlResult, type Target } from './control.js'
 import { VERSION } from './version.js'
 
 function fail (message: string): number {
@@ -35,6 +35,15 @@ function integer (min: number, max: number, what: string) {
 const collect = (value: string, previous: string[]) => [...previous, value]
 
 function program (setCode: (code: number) => void): Command {
+  /** reload, stop, status: ask the running berth, print its answer, exit 0 or 1. */
+  const talk = (ask: (target: Target) => Promise<ControlResult>) => async (opts: { config: string }) => {
+    try {
+      const r = await ask(readTarget(opts.config))
+      process[r.ok ? 'stdout' : 'stderr'].write(r.message + '\n')
+      setCode(r.ok ? 0 : 1)
+    } catch (err) { setCode(configProblem(err)) }
+  }
+
   const cli = new Command('berth')
     .description('A TLS edge proxy for private Docker/OCI registries.')
     .version(VERSION, '-v, --version', 'print the version')
@@ -75,25 +84,13 @@ function program (setCode: (code: number) => void): Command {
       .description(description)
       .requiredOption('-c, --config <file>', 'the configuration file the running berth was started with')
       .addHelpText('after', '\nberth finds the running process through the admin listener (admin in the config) or, without one, the pid file (pidFile).')
-      .action(async (opts: { config: string }) => {
-        try {
-          const r = await control(readTarget(opts.config), name)
-          process[r.ok ? 'stdout' : 'stderr'].write(r.message + '\n')
-          setCode(r.ok ? 0 : 1)
-        } catch (err) { setCode(configProblem(err)) }
-      })
+      .action(talk((target) => control(target, name)))
   }
 
   cli.command('status')
     .description('print the listeners and the upstream pool of a running berth (from its admin listener)')
     .requiredOption('-c, --config <file>', 'the configuration file the running berth was started with')
-    .action(async (opts: { config: string }) => {
-      try {
-        const r = await statusText(readTarget(opts.config))
-        process[r.ok ? 'stdout' : 'stderr'].write(r.message + '\n')
-        setCode(r.ok ? 0 : 1)
-      } catch (err) { setCode(configProblem(err)) }
-    })
+    .action(talk(statusText))
 
   cli.command('certs')
     .description('make a CA and a server certificate, and say how to trust the CA')

@@ -88,18 +88,24 @@ test('certs: a CA and a server certificate for the names, trust steps printed, n
   assert.equal(readFileSync(join(dir2, 'ca.crt'), 'utf8'), readFileSync(join(dir, 'ca.crt'), 'utf8'))
 })
 
-test('start: serves, reopens its logs on SIGUSR1 (logrotate), exits 0 on SIGTERM', async (t) => {
+/** berth.yaml in a new folder: loopback, the test certificate, a stand-in upstream, and `extra` lines. */
+async function configWith (t: { after: (fn: () => void) => void }, extra: string[]): Promise<{ dir: string, file: string, c: Awaited<ReturnType<typeof testCerts>> }> {
   const dir = tempDir(t)
   const c = await testCerts()
   const up = await startUpstream((req, res) => res.end('{}'))
-  t.after(() => up.close())
+  t.after(() => { void up.close() })
   const file = join(dir, 'berth.yaml')
   writeFileSync(file, [
     'listen: { host: 127.0.0.1, port: 0 }',
     `tls: { cert: ${c.cert}, key: ${c.key} }`,
     `upstream: { servers: [ { url: "${up.url}" } ], tls: { ca: ${c.caCert} } }`,
-    'log: { access: logs/access.log }'
-  ].join('\n'))
+    ...extra
+  ].join('\n') + '\n')
+  return { dir, file, c }
+}
+
+test('start: serves, reopens its logs on SIGUSR1 (logrotate), exits 0 on SIGTERM', async (t) => {
+  const { dir, file, c } = await configWith(t, ['log: { access: logs/access.log }'])
   const b = await spawnBerth(t, ['--config', file])
   const ca = readFileSync(c.caCert)
   assert.equal(await get(b.port, ca), 200)
@@ -376,17 +382,7 @@ test('reload, status and stop through the admin listener; start-up problems name
 })
 
 test('without an admin listener: reload and stop signal the pid in pidFile, which berth writes and removes', { timeout: 60_000 }, async (t) => {
-  const dir = tempDir(t)
-  const c = await testCerts()
-  const up = await startUpstream((req, res) => res.end('{}'))
-  t.after(() => up.close())
-  const file = join(dir, 'berth.yaml')
-  writeFileSync(file, [
-    'listen: { host: 127.0.0.1, port: 0 }',
-    `tls: { cert: ${c.cert}, key: ${c.key} }`,
-    `upstream: { servers: [ { url: "${up.url}" } ], tls: { ca: ${c.caCert} } }`,
-    'pidFile: run/berth.pid'
-  ].join('\n') + '\n')
+  const { dir, file } = await configWith(t, ['pidFile: run/berth.pid'])
   const b = await spawnBerth(t, ['--config', file])
   const pidFile = join(dir, 'run', 'berth.pid')
   assert.equal(readFileSync(pidFile, 'utf8'), `${b.child.pid}\n`)
