@@ -45,6 +45,7 @@ function statusPage (s: StatusReport, rows: UpstreamSnapshot[], now = new Date()
 </head><body><h1>berth status</h1>
 <p>berth ${escapeHtml(s.version)} (node ${escapeHtml(s.node)}), pid ${s.pid}, up since ${escapeHtml(s.startedAt)} (${s.uptimeSeconds} s); configuration ${escapeHtml(s.config)}; reloads ${s.reloads.ok} applied, ${s.reloads.failed} refused</p>
 <p>listeners: ${s.listeners.map((l) => `${escapeHtml(l.name)} ${escapeHtml(l.address)}`).join(', ')}</p>
+${s.certificate === null ? '' : `<p>certificate (ACME) for ${escapeHtml(s.certificate.domains.join(', '))}: ${escapeHtml(s.certificate.source)}, expires ${escapeHtml(s.certificate.notAfter)}, issuer ${escapeHtml(s.certificate.issuer)}; last renewal: ${s.certificate.lastRenewal === null ? 'none yet' : escapeHtml(`${s.certificate.lastRenewal.ok ? 'ok' : `failed: ${s.certificate.lastRenewal.error ?? ''}`} at ${s.certificate.lastRenewal.at}`)}</p>`}
 <p>${escapeHtml(now.toISOString())}: ${rows.filter((r) => r.state === 'up').length} of ${rows.length} upstreams up (this page refreshes every 5 s; <a href="/metrics">metrics</a>, <a href="/status.json">JSON</a>, <a href="/">admin</a>)</p>
 <table><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr>
 ${rows.map((r) => `<tr class="${r.state}">${cells(r).map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n')}
@@ -89,6 +90,7 @@ export default fp(async function admin (fastify) {
       { name: 'admin', address: addressOf(server.server, 'http') }
     ],
     reloads: { ...fastify.reloads },
+    certificate: fastify.acme?.state() ?? null,
     upstreams: pool().snapshot()
   })
   server.get('/', async (_request, reply) => {
@@ -119,4 +121,4 @@ export default fp(async function admin (fastify) {
     await server.listen({ host: cfg.host, port: cfg.port, listenTextResolver: (address) => `admin listener at ${address}` })
   })
   fastify.addHook('onClose', async () => { await server.close() })
-}, { name: 'berth-admin', fastify: '5.x', dependencies: ['berth-metrics'], decorators: { fastify: ['berthConfig', 'upstreams', 'metrics', 'reloads', 'control', 'startedAt'] } })
+}, { name: 'berth-admin', fastify: '5.x', dependencies: ['berth-metrics'], decorators: { fastify: ['berthConfig', 'upstreams', 'metrics', 'reloads', 'control', 'startedAt', 'acme'] } })

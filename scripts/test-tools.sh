@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What `npm test` needs besides npm packages: Debian's registry, skopeo, htpasswd, nginx, curl and
-# testssl.sh (the end-to-end tests, the htpasswd fixtures, the benchmark's smoke test, the TLS scan).
+# What `npm test` needs besides npm packages: Debian's registry, skopeo, htpasswd, nginx, curl,
+# testssl.sh and pebble (the end-to-end tests, the htpasswd fixtures, the benchmark's smoke test, the TLS
+# scan, the ACME CA).
 # Installs the missing ones when it may (root, or passwordless sudo, with apt-get); otherwise names the
 # exact command and fails, so that no test is skipped for a missing tool. `npm test` runs this first
 # (pretest), and CI runs `npm test`: one list, used by both.
@@ -14,6 +15,7 @@ tools=(
   "nginx nginx-light"
   "curl curl"
   "testssl testssl.sh"
+  "pebble pebble"
 )
 missing=()
 for entry in "${tools[@]}"; do

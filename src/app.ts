@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { BerthConfig } from './config/schema.js'
 import type { Logs } from './logging.js'
 import { serverHttpOptions, serverTlsOptions } from './tls.js'
+import { AcmeCertificates } from './acme.js'
 import { applyReload } from './reload.js'
 import type { Reloadable } from './types.js'
 import requestState from '../plugins/request-state.js'
@@ -29,7 +30,10 @@ export interface AppOptions {
 }
 
 export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<FastifyInstance> {
-  const https = serverTlsOptions(config)
+  // With tls.acme the certificate in force comes from the store (or is a temporary one) before the
+  // listener exists; plugins/tls-listener.ts starts the orders once it listens.
+  const acme = config.tls?.acme !== undefined ? await AcmeCertificates.open(config.tls.acme, opts.logs.logger) : null
+  const https = serverTlsOptions(config, acme)
   const app = Fastify({
     loggerInstance: opts.logs.logger,
     // The access log plugin writes one line per request; Fastify's own per-request lines would double it.
@@ -61,6 +65,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   app.decorate('reloads', { ok: 0, failed: 0 })
   app.decorate('control', { reload: null, stop: null })
   app.decorate('startedAt', new Date())
+  app.decorate('acme', acme)
   app.decorate('reload', async (next: BerthConfig) => {
     try {
       const { config: applied, notes } = await applyReload(reloadables, current, next)

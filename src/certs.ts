@@ -134,3 +134,22 @@ export function trustInstructions (files: CertFiles, names: string[], port: numb
     `curl without either: curl --cacert ${files.caCert} https://${names[0] ?? 'HOST'}${port === 443 ? '' : `:${port}`}/v2/`
   ].join('\n')
 }
+
+/** A self-signed server certificate for `hosts`, valid for a day: what berth serves until an ACME CA issues one. */
+export async function selfSigned (hosts: string[]): Promise<{ cert: string, key: string }> {
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as unknown as CryptoKeyPair
+  const now = Date.now()
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${hosts[0]}, O=berth (temporary, until the ACME CA issues)`,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + DAY),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.SubjectAlternativeNameExtension(hosts.map((h) => ({ type: 'dns' as const, value: h }))),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth])
+    ]
+  })
+  return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) }
+}

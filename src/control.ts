@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { parseDuration } from './config/units.js'
+import type { CertificateState } from './acme.js'
 
 export type ControlAction = 'reload' | 'stop'
 export interface ControlResult { ok: boolean, message: string }
@@ -20,6 +21,7 @@ export interface StatusReport {
   uptimeSeconds: number
   listeners: Array<{ name: string, address: string }>
   reloads: { ok: number, failed: number }
+  certificate: CertificateState | null
   upstreams: Array<{ url: string, state: string, available: boolean, weight: number, backup: boolean, active: number, requests: number, failures: number, lastProbe: { ok: boolean, ms: number, at: string, error?: string } | null }>
 }
 
@@ -137,6 +139,7 @@ export function formatStatus (s: StatusReport): string {
   return [
     `berth ${s.version} (node ${s.node}), pid ${s.pid}, up ${duration(s.uptimeSeconds)}, config ${s.config}`,
     `reloads: ${s.reloads.ok} applied, ${s.reloads.failed} refused`,
+    ...(s.certificate === null ? [] : [`certificate (ACME) for ${s.certificate.domains.join(', ')}: ${s.certificate.source}, expires ${s.certificate.notAfter}; last renewal: ${s.certificate.lastRenewal === null ? 'none yet' : `${s.certificate.lastRenewal.ok ? 'ok' : `failed: ${s.certificate.lastRenewal.error ?? ''}`} at ${s.certificate.lastRenewal.at}`}`]),
     '',
     table(['LISTENER', 'ADDRESS'], s.listeners.map((l) => [l.name, l.address])),
     '',

@@ -22,13 +22,15 @@ function restartOnly (current: BerthConfig, next: BerthConfig): { notes: string[
   if (differ(current.plugins, next.plugins)) notes.push('plugins: the plugin list changes only with a restart')
   if (differ(current.cache, next.cache)) notes.push('cache: the blob cache changes only with a restart')
   if ((current.tls === undefined) !== (next.tls === undefined)) refused.push('tls: turning TLS on or off needs a restart')
+  else if ((current.tls?.acme === undefined) !== (next.tls?.acme === undefined)) refused.push('tls.acme: switching between certificate files and ACME needs a restart')
+  else if (differ(current.tls?.acme, next.tls?.acme)) notes.push('tls.acme: ACME settings change only with a restart')
   if ((current.auth === undefined) !== (next.auth === undefined)) refused.push('auth: turning authentication on or off needs a restart')
   return { notes, refused }
 }
 
 /** The configuration that will really run: `next`, with the running values where a restart is needed. */
 function effective (current: BerthConfig, next: BerthConfig): BerthConfig {
-  const merged = { ...next, listen: current.listen, admin: current.admin, pressure: current.pressure, plugins: current.plugins, cache: current.cache, log: { ...next.log, access: current.log.access, error: current.log.error, format: current.log.format } }
+  const merged = { ...next, ...(next.tls?.acme === undefined ? {} : { tls: { ...next.tls, acme: current.tls?.acme } }), listen: current.listen, admin: current.admin, pressure: current.pressure, plugins: current.plugins, cache: current.cache, log: { ...next.log, access: current.log.access, error: current.log.error, format: current.log.format } }
   Object.defineProperty(merged, 'file', { value: next.file, enumerable: false })
   return merged as BerthConfig
 }

@@ -26,7 +26,7 @@ export interface StartOptions {
 /** `npm start` on a fresh clone: make the certificates the config names, and say so. */
 async function ensureDevCerts (configFile: string, say: (line: string) => void): Promise<void> {
   const config = await loadConfig(configFile, { skipFiles: true })
-  if (!config.tls || (existsSync(config.tls.cert) && existsSync(config.tls.key))) return
+  if (!config.tls || config.tls.cert === undefined || config.tls.key === undefined || (existsSync(config.tls.cert) && existsSync(config.tls.key))) return
   const dir = dirname(config.tls.cert)
   if (dirname(config.tls.key) !== dir || basename(config.tls.cert) !== 'server.crt' || basename(config.tls.key) !== 'server.key') {
     throw new Error(`${config.file}: tls.cert / tls.key are missing; --init-certs only creates DIR/server.crt and DIR/server.key: make them with berth certs --host NAME --out DIR`)

@@ -1,13 +1,15 @@
 // TLS is not a normal plugin: Fastify takes the https options when the server is created. This pure
 // function turns the config into those options; plugins/tls-listener.ts handles what happens per socket.
 import { readFileSync } from 'node:fs'
-import type { SecureContextOptions, TlsOptions } from 'node:tls'
+import type { SecureContext, SecureContextOptions, TlsOptions } from 'node:tls'
+import type { AcmeCertificates } from './acme.js'
 import type { BerthConfig } from './config/schema.js'
 
-export function secureContextOptions (tls: NonNullable<BerthConfig['tls']>): SecureContextOptions {
+/** The context options of the TLS section; `pair` is the certificate in force with tls.acme. */
+export function secureContextOptions (tls: NonNullable<BerthConfig['tls']>, pair?: { cert: string, key: string }): SecureContextOptions {
   return {
-    cert: readFileSync(tls.cert),
-    key: readFileSync(tls.key),
+    cert: pair?.cert ?? readFileSync(tls.cert as string),
+    key: pair?.key ?? readFileSync(tls.key as string),
     minVersion: tls.minVersion,
     ciphers: tls.ciphers,
     honorCipherOrder: tls.preferServerCiphers,
@@ -29,12 +31,31 @@ export function serverHttpOptions (config: BerthConfig): { headersTimeout: numbe
   }
 }
 
-export function serverTlsOptions (config: BerthConfig): TlsOptions | null {
+export function serverTlsOptions (config: BerthConfig, acme: AcmeCertificates | null = null): TlsOptions | null {
   if (!config.tls) return null
+  const base = { ...serverHttpOptions(config), ...secureContextOptions(config.tls, acme ?? undefined) }
+  // nginx's shared session cache answers resumptions; Node's tickets do the same without shared state.
+  if (acme === null || acme.config.challenge !== 'tls-alpn-01') return { ...base, ALPNProtocols: ['http/1.1'] }
+  // tls-alpn-01: the CA's validation offers only ALPN "acme-tls/1" and must get the challenge certificate
+  // for the name it asks. In a TLS 1.3 handshake Node calls ALPNCallback before SNICallback, both on the
+  // socket: the first marks a validation, the second picks its certificate; every other handshake gets
+  // the certificate in force. (In TLS 1.2 the order is the reverse, so a CA must validate over TLS 1.3:
+  // Let's Encrypt, step-ca and Pebble, all Go's crypto/tls, do.)
+  const validations = new WeakMap<object, SecureContext>()
   return {
-    ...serverHttpOptions(config),
-    ...secureContextOptions(config.tls),
-    // nginx's shared session cache answers resumptions; Node's tickets do the same without shared state.
-    ALPNProtocols: ['http/1.1']
-  }
+    ...base,
+    ALPNCallback (this: object, { servername, protocols }: { servername: string, protocols: string[] }) {
+      if (protocols.includes('acme-tls/1')) {
+        const context = acme.alpnContext(servername)
+        if (context !== undefined) {
+          validations.set(this, context)
+          return 'acme-tls/1'
+        }
+      }
+      return protocols.includes('http/1.1') ? 'http/1.1' : undefined
+    },
+    SNICallback (this: object, _servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) {
+      cb(null, validations.get(this))
+    }
+  } as TlsOptions
 }

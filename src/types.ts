@@ -7,6 +7,7 @@ import type { UserStore } from './auth/users.js'
 import type { Throttle } from './auth/throttle.js'
 import type { TrustedProxies } from './net.js'
 import type { Registry } from 'prom-client'
+import type { AcmeCertificates } from './acme.js'
 
 /** What a registry request asks for, parsed once from the request path. */
 export interface RegistryAction {
@@ -63,6 +64,10 @@ declare module 'fastify' {
     control: { reload: (() => Promise<{ ok: boolean, message: string }>) | null, stop: (() => void) | null }
     /** When this process started serving (for /status). */
     startedAt: Date
+    /** Certificates from an ACME CA (tls.acme); null otherwise. */
+    acme: AcmeCertificates | null
+    /** tls.acme.httpPort's plain listener (http-01 challenges, redirects); null without one. */
+    acmeHttpServer?: import('node:http').Server | null
     /** A registry-shaped error to throw from a hook: `throw fastify.registryError(429, 'TOOMANYREQUESTS', '…')`. */
     registryError (statusCode: number, registryCode: string, message: string, detail?: unknown): Error
     /** Requests refused by load shedding so far. */

@@ -85,7 +85,18 @@ function fileProblems (config: BerthConfig): string[] {
       return null
     }
   }
-  if (config.tls) {
+  const acme = config.tls?.acme
+  if (acme !== undefined) {
+    const why = dirProblem(acme.storage)
+    if (why) problems.push(`tls.acme.storage: ${why}`)
+    if (acme.caBundle !== undefined) {
+      const ca = read('tls.acme.caBundle', acme.caBundle)
+      if (ca) {
+        try { new X509Certificate(ca) } catch { problems.push(`tls.acme.caBundle: ${acme.caBundle} is not a PEM certificate`) } // eslint-disable-line no-new
+      }
+    }
+  }
+  if (config.tls?.cert !== undefined && config.tls.key !== undefined) {
     const cert = read('tls.cert', config.tls.cert)
     let x509: X509Certificate | null = null
     if (cert) {
@@ -132,6 +143,14 @@ function ruleProblems (config: BerthConfig): string[] {
     const why = cidrProblem(entry)
     if (why) problems.push(`trustedProxies[${i}]: ${why}, got ${show(entry)}`)
   })
+  const tls = config.tls
+  if (tls !== undefined) {
+    const files = tls.cert !== undefined || tls.key !== undefined
+    if (tls.acme !== undefined && files) problems.push('tls: either cert and key, or acme, not both')
+    else if (tls.acme === undefined && (tls.cert === undefined || tls.key === undefined)) problems.push(`tls.${tls.cert === undefined ? 'cert' : 'key'}: is required (or tls.acme, for certificates from an ACME CA)`)
+    if (tls.acme?.challenge === 'http-01' && tls.acme.httpPort === undefined) problems.push('tls.acme.httpPort: is required for the http-01 challenge (80 for a public CA)')
+    if (tls.acme?.httpPort !== undefined && tls.acme.httpPort !== 0 && tls.acme.httpPort === config.listen.port) problems.push(`tls.acme.httpPort: ${tls.acme.httpPort} is listen.port already`)
+  }
   const auth = config.auth
   if (!auth) return problems
   auth.access?.forEach((rule, i) => {
@@ -148,8 +167,13 @@ function resolvePaths (config: BerthConfig, dir: string): void {
   if (config.cache) config.cache.dir = resolve(dir, config.cache.dir)
   for (const p of config.plugins) p.path = resolve(dir, p.path)
   if (config.tls) {
-    config.tls.cert = resolve(dir, config.tls.cert)
-    config.tls.key = resolve(dir, config.tls.key)
+    if (config.tls.cert !== undefined) config.tls.cert = resolve(dir, config.tls.cert)
+    if (config.tls.key !== undefined) config.tls.key = resolve(dir, config.tls.key)
+    const acme = config.tls.acme
+    if (acme !== undefined) {
+      acme.storage = resolve(dir, acme.storage)
+      if (acme.caBundle !== undefined) acme.caBundle = resolve(dir, acme.caBundle)
+    }
   }
   if (config.upstream.tls.ca) config.upstream.tls.ca = resolve(dir, config.upstream.tls.ca)
   if (config.pidFile !== undefined) config.pidFile = resolve(dir, config.pidFile)
@@ -291,7 +315,9 @@ function parseAll (text: string, file: string): Parsed {
   }
   const config = Value.Decode(ConfigSchema, decodable) as BerthConfig
   Object.defineProperty(config, 'file', { value: file, enumerable: false })
-  problems.push(...ruleProblems(config).filter((p) => !under(removed, p)))
+  // (and a refused tls.acme leaves tls without certificates: not a second mistake)
+  const acmeRefused = removed.some((r) => r === 'tls.acme' || r.startsWith('tls.acme.'))
+  problems.push(...ruleProblems(config).filter((p) => !under(removed, p) && !(acmeRefused && /^tls[.:]/.test(p))))
   resolvePaths(config, dirname(file))
   return { config: problems.length === 0 ? config : Object.assign(config, { [SET_ASIDE]: removed }), problems, doc, lines }
 }

@@ -47,13 +47,28 @@ export const ConfigSchema = Type.Object({
   }, 'Where berth accepts client connections.'),
   trustedProxies: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Addresses or CIDR blocks of load balancers in front of berth (nginx `set_real_ip_from`). Only from these peers are `X-Forwarded-For` (the client address for throttling, logs and the registry), `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` believed and passed on; from every other peer they are dropped and berth sets its own.', expected: 'a list of addresses or CIDR blocks like 10.0.0.0/8' }),
   tls: Type.Optional(Section({
-    cert: FilePath('PEM certificate chain (nginx `ssl_certificate`).'),
-    key: FilePath('PEM private key (nginx `ssl_certificate_key`).'),
+    cert: Type.Optional(FilePath('PEM certificate chain (nginx `ssl_certificate`). Either `cert` and `key`, or `acme`.')),
+    key: Type.Optional(FilePath('PEM private key (nginx `ssl_certificate_key`).')),
+    acme: Type.Optional(Section({
+      directory: Type.String({ pattern: '^https://', description: 'The ACME CA\'s directory URL (Let\'s Encrypt: https://acme-v02.api.letsencrypt.org/directory; staging first: https://acme-staging-v02.api.letsencrypt.org/directory).', expected: 'an https:// URL' }),
+      email: Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$', description: 'Contact address of the ACME account (expiry notices).', expected: 'an e-mail address' }),
+      domains: Type.Array(Type.String({ pattern: '^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$', expected: 'a lower-case DNS name' }), { minItems: 1, description: 'Names of the certificate (the first is its subject); each must reach this berth.', expected: 'a list of DNS names' }),
+      challenge: Type.Union([Type.Literal('tls-alpn-01'), Type.Literal('http-01')], { default: 'tls-alpn-01', description: '`tls-alpn-01`: answered on berth\'s own TLS listener (the CA must reach it on port 443); `http-01`: answered on the plain listener `httpPort` (the CA must reach it on port 80).', expected: 'tls-alpn-01 or http-01' }),
+      httpPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'A plain HTTP listener (on `listen.host`) that answers `/.well-known/acme-challenge/` and redirects everything else to https. Needed for http-01 (port 80 for a public CA).', expected: 'a port number from 0 to 65535' })),
+      storage: Type.String({ minLength: 1, description: 'Directory of the account key and the certificates (files 0600), shared by replicas; relative to the config file. A restart reuses what is there.', expected: 'a directory path' }),
+      caBundle: Type.Optional(FilePath('PEM CA that signed the ACME directory\'s own HTTPS certificate (a private CA such as step-ca, or Pebble); default: the system CAs.')),
+      eab: Type.Optional(Type.Object({
+        kid: Type.String({ minLength: 1, description: 'External account binding key id.' }),
+        hmacKey: Type.String({ minLength: 1, description: 'External account binding HMAC key (base64url).' })
+      }, { additionalProperties: false, description: 'External account binding, for CAs that require one (ZeroSSL, some step-ca setups).' })),
+      renewBefore: Duration('30d', 'Renew when the certificate has less than this left.'),
+      checkInterval: Duration('12h', 'How often berth looks at the stored certificate (picking up one another replica renewed) and whether renewal is due; also the longest wait between two attempts after a failure (retries back off from 2 s).')
+    }, 'Certificates from an ACME CA (Let\'s Encrypt, ZeroSSL, step-ca), instead of `cert` and `key`: obtained at start (berth serves a temporary self-signed certificate until then), renewed in the background and swapped in without dropping a connection.', true)),
     minVersion: Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], { default: 'TLSv1.2', description: 'Oldest TLS version accepted.', expected: 'TLSv1.2 or TLSv1.3' }),
     ciphers: Type.String({ default: DEFAULT_CIPHERS, minLength: 1, description: 'OpenSSL cipher string (nginx `ssl_ciphers`). Default: ECDHE with AEAD only, plus TLS 1.3.' }),
     preferServerCiphers: Type.Boolean({ default: true, description: 'nginx `ssl_prefer_server_ciphers`.' }),
     sessionTimeout: Duration('5m', 'TLS session lifetime (nginx `ssl_session_timeout`).')
-  }, 'TLS for the client side. Omit it for plain HTTP (development only; berth warns).', true)),
+  }, 'TLS for the client side: `cert` and `key`, or `acme`. Omit it for plain HTTP (development only; berth warns).', true)),
   upstream: Section({
     servers: Type.Array(Type.Object({
       url: Type.String({ minLength: 1, description: 'Registry base URL, http:// or https://, no path.', expected: 'a URL like https://127.0.0.1:5000' }),

@@ -99,9 +99,9 @@ test('each problem is placed: line and column of the value (of the object, for a
     'log:',
     '  level: loud'
   ].join('\n') + '\n', undefined, true), [
-    'line 4, column 6: tls.key: is required',
     'line 3, column 37: upstream.servers[0].weight: expected a whole number >= 1, got 0',
-    'line 6, column 10: log.level: expected one of debug, info, warn, error, got "loud"'
+    'line 6, column 10: log.level: expected one of debug, info, warn, error, got "loud"',
+    'line 4, column 6: tls.key: is required (or tls.acme, for certificates from an ACME CA)'
   ])
   assert.deepEqual(problems('upstream: { servers: [] }\n', undefined, true), ['line 1, column 22: upstream.servers: expected a list of at least one { url, weight }, got []'])
   assert.deepEqual(problems('', undefined, true), ['upstream: is required'], 'nothing to point at in an empty file')
@@ -115,7 +115,7 @@ test('wrong values name the key, what was expected and what was found', () => {
   ])
   assert.deepEqual(problems(MINIMAL + 'listen: { port: 70000 }\n'), ['listen.port: expected a port number from 0 to 65535, got 70000'])
   assert.deepEqual(problems(MINIMAL + 'log: { level: verbose }\n'), ['log.level: expected one of debug, info, warn, error, got "verbose"'])
-  assert.deepEqual(problems(MINIMAL + 'tls: { cert: a.crt }\n'), ['tls.key: is required'])
+  assert.deepEqual(problems(MINIMAL + 'tls: { cert: a.crt }\n'), ['tls.key: is required (or tls.acme, for certificates from an ACME CA)'])
 })
 
 test('a missing upstream section, an empty server list, bad YAML', () => {
@@ -168,4 +168,17 @@ test('loadConfig checks the files: missing, not PEM, key not matching the certif
   writeFileSync(file, 'cache: { dir: cache/blobs }\n' + MINIMAL)
   const ok = await loadConfig(file)
   assert.deepEqual(ok.cache, { dir: join(dir, 'cache', 'blobs'), maxSize: 20 * 1024 ** 3, confirmFor: 300_000 })
+})
+
+test('tls.acme: either it or cert and key; http-01 needs httpPort; the directory is https, the names DNS names', () => {
+  const acme = 'acme: { directory: "https://acme.example/dir", email: ops@example.com, domains: [registry.example.com], storage: acme }'
+  const ok = parseConfig(MINIMAL + `tls: { ${acme} }\n`, '/etc/berth/berth.yaml')
+  assert.deepEqual({ ...ok.tls?.acme }, { directory: 'https://acme.example/dir', email: 'ops@example.com', domains: ['registry.example.com'], storage: '/etc/berth/acme', challenge: 'tls-alpn-01', renewBefore: 30 * 86_400_000, checkInterval: 12 * 3_600_000 })
+  assert.deepEqual(problems(MINIMAL + `tls: { cert: a.crt, key: a.key, ${acme} }\n`), ['tls: either cert and key, or acme, not both'])
+  assert.deepEqual(problems(MINIMAL + 'tls: { key: a.key }\n'), ['tls.cert: is required (or tls.acme, for certificates from an ACME CA)'])
+  assert.deepEqual(problems(MINIMAL + `tls: { ${acme.replace('storage: acme', 'storage: acme, challenge: http-01')} }\n`), ['tls.acme.httpPort: is required for the http-01 challenge (80 for a public CA)'])
+  assert.deepEqual(problems(MINIMAL + `tls: { ${acme.replace('https://', 'http://').replace('[registry.example.com]', '[Registry.Example.com]')} }\n`), [
+    'tls.acme.directory: expected an https:// URL, got "http://acme.example/dir"',
+    'tls.acme.domains[0]: expected a lower-case DNS name, got "Registry.Example.com"'
+  ])
 })
