@@ -10,10 +10,14 @@ import { Agent, get as httpsGet } from 'node:https'
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import * as acme from 'acme-client'
 import type { FastifyBaseLogger } from 'fastify'
 import type { BerthConfig } from './config/schema.js'
-import { selfSigned } from './certs.js'
+
+// acme-client (with axios and node-forge, ~27 MB resident) and the certificate maker load only when
+// tls.acme is configured, not with every berth.
+type AcmeClient = typeof import('acme-client')
+let loaded: Promise<AcmeClient> | null = null
+const acmeClient = (): Promise<AcmeClient> => (loaded ??= import('acme-client'))
 
 export type AcmeConfig = NonNullable<NonNullable<BerthConfig['tls']>['acme']>
 
@@ -100,6 +104,7 @@ export class AcmeCertificates {
       log.info({ domains: config.domains, notAfter: stored.x509.validTo }, 'ACME: serving the stored certificate')
       return new AcmeCertificates(config, log, stored, 'stored')
     }
+    const { selfSigned } = await import('./certs.js')
     const temp = await selfSigned(config.domains)
     log.warn({ domains: config.domains }, 'ACME: serving a temporary self-signed certificate until the CA issues one')
     return new AcmeCertificates(config, log, { ...temp, x509: new X509Certificate(temp.cert) }, 'temporary')
@@ -230,13 +235,14 @@ export class AcmeCertificates {
     try { return await readFile(file) } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
-    const key = await acme.crypto.createPrivateEcdsaKey()
+    const key = await (await acmeClient()).crypto.createPrivateEcdsaKey()
     await writeFile(file, key, { mode: 0o600, flag: 'wx' })
     return key
   }
 
   async #order (): Promise<void> {
     const c = this.config
+    const acme = await acmeClient()
     if (c.caBundle !== undefined) acme.axios.defaults.httpsAgent = new Agent({ ca: readFileSync(c.caBundle) })
     // acme-client retries a failed HTTP request 5 times, 5 s more each time (75 s per request): a CA that is
     // down would hold an order for minutes. Twice, 1 s apart, then berth's own schedule takes over.

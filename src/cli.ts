@@ -5,9 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { resolve } from 'node:path'
 import { loadConfig, configWarnings } from './config/load.js'
 import { ConfigError } from './errors.js'
-import { makeCerts, trustInstructions } from './certs.js'
 import { startServer } from './server.js'
-import { passwd, readPassword } from './auth/passwd.js'
 import { control, readTarget, statusText, type ControlAction, type ControlResult, type Target } from './control.js'
 import { VERSION } from './version.js'
 
@@ -100,6 +98,7 @@ function program (setCode: (code: number) => void): Command {
     .option('--port <port>', 'the port clients use, for the trust instructions', integer(1, 65535, 'a port number'), 443)
     .action(async (opts: { out: string, host: string[], ip: string[], port: number }) => {
       try {
+        const { makeCerts, trustInstructions } = await import('./certs.js')
         const { files, createdCa } = await makeCerts({ hosts: opts.host, ips: opts.ip, out: resolve(opts.out) })
         if (!createdCa) process.stdout.write(`Reused the CA in ${files.caCert}.\n`)
         process.stdout.write(trustInstructions(files, [...opts.host, ...opts.ip], opts.port) + '\n')
@@ -125,6 +124,7 @@ function program (setCode: (code: number) => void): Command {
         return
       }
       try {
+        const { passwd, readPassword } = await import('./auth/passwd.js')
         const pw = opts.delete === true ? undefined : password ?? await readPassword(opts.passwordStdin === true)
         const done = await passwd({ file: resolve(file), user, kind: opts.md5 === true ? 'apr1' : 'bcrypt', cost: opts.cost, delete: opts.delete === true, create: opts.create === true, password: pw })
         process.stderr.write(`${done}\n`)

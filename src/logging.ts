@@ -1,7 +1,6 @@
 // The error log (pino, Fastify's logger) and the access log (one line per request), both on SonicBoom
 // destinations so that SIGUSR1 can reopen them after logrotate moved the files.
 import pino, { type Logger } from 'pino'
-import pinoPretty from 'pino-pretty'
 import type { BerthConfig } from './config/schema.js'
 
 type Destination = ReturnType<typeof pino.destination>
@@ -77,7 +76,7 @@ export async function createLogs (config: BerthConfig): Promise<Logs> {
     redact: { paths: ['req.headers.authorization', 'headers.authorization', 'req.headers.cookie', 'authorization', 'password'], censor: '[redacted]' },
     base: { pid: process.pid }
   }, pretty
-    ? pinoPretty({ destination: errorDest, colorize: config.log.error === '-' && process.stderr.isTTY, translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true })
+    ? (await import('pino-pretty')).default({ destination: errorDest, colorize: config.log.error === '-' && process.stderr.isTTY, translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true })
     : errorDest)
   const flush = () => {
     access.flush()

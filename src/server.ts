@@ -10,7 +10,6 @@ import { loadConfig, configWarnings } from './config/load.js'
 import type { BerthConfig } from './config/schema.js'
 import { createLogs } from './logging.js'
 import { buildApp } from './app.js'
-import { makeCerts, trustInstructions } from './certs.js'
 import { ensureDevRegistry } from './dev-registry.js'
 import type { ConfigError } from './errors.js'
 
@@ -31,6 +30,7 @@ async function ensureDevCerts (configFile: string, say: (line: string) => void):
   if (dirname(config.tls.key) !== dir || basename(config.tls.cert) !== 'server.crt' || basename(config.tls.key) !== 'server.key') {
     throw new Error(`${config.file}: tls.cert / tls.key are missing; --init-certs only creates DIR/server.crt and DIR/server.key: make them with berth certs --host NAME --out DIR`)
   }
+  const { makeCerts, trustInstructions } = await import('./certs.js') // @peculiar/x509: only to make certificates
   const names = ['localhost', hostname()].filter((n, i, a) => a.indexOf(n) === i && /^[A-Za-z0-9.-]+$/.test(n))
   const { files } = await makeCerts({ hosts: names, ips: ['127.0.0.1', '::1'], out: dir })
   say(`berth: ${config.tls.cert} was missing: created a development CA and certificate for ${names.join(', ')}, 127.0.0.1, ::1`)

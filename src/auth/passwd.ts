@@ -3,7 +3,6 @@
 // (write-file-atomic: a temporary file, fsync, rename), which berth's watch picks up.
 import { readFile, stat } from 'node:fs/promises'
 import writeFileAtomic from 'write-file-atomic'
-import password from '@inquirer/password'
 import { hashPassword } from './htpasswd.js'
 
 export interface PasswdOptions {
@@ -63,6 +62,7 @@ export async function readPassword (fromStdin: boolean): Promise<string> {
     return data.replace(/\r?\n$/, '')
   }
   if (!process.stdin.isTTY) throw new Error('no terminal to ask for the password on: use --password-stdin')
+  const { default: password } = await import('@inquirer/password') // only for the terminal prompt
   const ask = async (message: string) => await password({ message }, { output: process.stderr })
   const first = await ask('New password:')
   const again = await ask('Re-type new password:')
