@@ -180,3 +180,22 @@ export async function runNginx (t: Cleanups, prefix: string, conf: string, o: { 
   }, 10_000, 'nginx')
   return { port: o.port, pid: child.pid as number, version: spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim().replace(/^nginx version: /, '') }
 }
+
+/** A peer proxy in the foreground (`cmd args`), stopped with `stop` by the cleanups; resolves once it answers on `port`. */
+export async function runPeer (t: Cleanups, cmd: string, args: string[], env: Record<string, string>, stop: NodeJS.Signals, o: { port: number, ca: string }): Promise<{ pid: number }> {
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } })
+  let err = ''
+  child.stderr?.on('data', (c) => { err = (err + String(c)).slice(-4000) })
+  t.after(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill(stop)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await once(child, 'exit')
+    clearTimeout(timer)
+  })
+  await waitFor(() => {
+    if (child.exitCode !== null) throw new Error(`${cmd} exited: ${err}`)
+    return spawnSync('curl', ['-s', '-o', '/dev/null', '--cacert', o.ca, `https://localhost:${o.port}/v2/`]).status === 0
+  }, 10_000, cmd)
+  return { pid: child.pid as number }
+}

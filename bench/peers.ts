@@ -7,13 +7,24 @@
 //   nginx-tuned  the same, as its experts would tune it: upstream keepalive (`keepalive 32` with
 //                `proxy_set_header Connection ""`), a buffered access log, a larger TLS session cache, and
 //                the upstream certificate verified as berth does (the usual setup skips that)
-import { mkdirSync, writeFileSync } from 'node:fs'
+//   caddy        Caddy 2 (Debian's 2.6): `basicauth` (bcrypt only; it remembers verified passwords, as
+//                berth does), `reverse_proxy` with `flush_interval -1`, the upstream verified
+//   haproxy      HAProxy (Debian's 2.6): a `userlist` (crypt(3): bcrypt here, apr1 is not supported),
+//                `http-request auth`, a 413 above 300 MB, `nbthread` = the cores, the upstream verified
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { need, runNginx, type Cleanups } from './lib.js'
+import { spawnSync } from 'node:child_process'
+import { need, runNginx, runPeer, type Cleanups } from './lib.js'
 
-export interface Peer { name: string, port: number, pid: number, version: string }
+/** `users`: the kinds of htpasswd users the peer can verify (Caddy and HAProxy take bcrypt only). */
+export interface Peer { name: string, port: number, pid: number, version: string, users: Array<'apr1' | 'bcrypt'> }
 
 export interface PeerOptions { port: number, upstreamPort: number, cert: string, key: string, htpasswd: string, ca: string }
+
+/** user -> hash of the htpasswd file's bcrypt users. */
+function bcryptUsers (htpasswd: string): Array<[string, string]> {
+  return readFileSync(htpasswd, 'utf8').split('\n').map((l) => l.split(':') as [string, string]).filter(([, h]) => h?.startsWith('$2'))
+}
 
 function nginxConf (prefix: string, o: PeerOptions, tuned: boolean): string {
   return `
@@ -63,11 +74,84 @@ async function nginx (t: Cleanups, name: string, prefix: string, o: PeerOptions,
   const conf = join(prefix, 'nginx.conf')
   writeFileSync(conf, nginxConf(prefix, o, tuned))
   const n = await runNginx(t, prefix, conf, { port: o.port, ca: o.ca })
-  return { name, port: n.port, pid: n.pid, version: n.version }
+  return { name, port: n.port, pid: n.pid, version: n.version, users: ['apr1', 'bcrypt'] }
+}
+
+async function caddy (t: Cleanups, prefix: string, o: PeerOptions): Promise<Peer> {
+  need('caddy', 'caddy')
+  mkdirSync(prefix, { recursive: true })
+  const conf = join(prefix, 'Caddyfile')
+  writeFileSync(conf, `{
+\tadmin off
+\tauto_https off
+\tstorage file_system ${prefix}/data
+\tlog {
+\t\toutput file ${prefix}/error.log
+\t}
+}
+# any Host: a request for another name must not get Caddy's empty 200
+https://:${o.port} {
+\tbind 127.0.0.1
+\ttls ${o.cert} ${o.key}
+\tlog {
+\t\toutput file ${prefix}/access.log
+\t}
+\trequest_body {
+\t\tmax_size 300MB
+\t}
+\tbasicauth {
+${bcryptUsers(o.htpasswd).map(([u, h]) => `\t\t${u} ${Buffer.from(h).toString('base64')}`).join('\n')}
+\t}
+\treverse_proxy https://127.0.0.1:${o.upstreamPort} {
+\t\theader_up Host {host}
+\t\tflush_interval -1
+\t\ttransport http {
+\t\t\ttls_trusted_ca_certs ${o.ca}
+\t\t\ttls_server_name localhost
+\t\t}
+\t}
+}
+`)
+  const env = { HOME: prefix, XDG_DATA_HOME: join(prefix, 'data'), XDG_CONFIG_HOME: join(prefix, 'config') }
+  const p = await runPeer(t, 'caddy', ['run', '--config', conf, '--adapter', 'caddyfile'], env, 'SIGTERM', { port: o.port, ca: o.ca })
+  return { name: 'caddy', port: o.port, pid: p.pid, version: spawnSync('caddy', ['version'], { encoding: 'utf8' }).stdout.trim().split(' ')[0], users: ['bcrypt'] }
+}
+
+async function haproxy (t: Cleanups, prefix: string, o: PeerOptions): Promise<Peer> {
+  need('haproxy', 'haproxy')
+  mkdirSync(prefix, { recursive: true })
+  const pem = join(prefix, 'server.pem')
+  writeFileSync(pem, readFileSync(o.cert, 'utf8') + readFileSync(o.key, 'utf8'))
+  const conf = join(prefix, 'haproxy.cfg')
+  writeFileSync(conf, `global
+  nbthread ${Math.max(1, (await import('node:os')).cpus().length)}
+  maxconn 4096
+  tune.ssl.default-dh-param 2048
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 900s
+  timeout server 900s
+  option forwardfor
+userlist registry_users
+${bcryptUsers(o.htpasswd).map(([u, h]) => `  user ${u} password ${h}`).join('\n')}
+frontend registry_tls
+  bind 127.0.0.1:${o.port} ssl crt ${pem} alpn http/1.1
+  http-request auth realm Registry unless { http_auth(registry_users) }
+  http-request deny deny_status 413 if { req.hdr_val(content-length) gt 314572800 }
+  default_backend registry
+backend registry
+  server r1 127.0.0.1:${o.upstreamPort} ssl verify required ca-file ${o.ca} sni str(localhost)
+`)
+  const p = await runPeer(t, 'haproxy', ['-f', conf, '-db'], {}, 'SIGUSR1', { port: o.port, ca: o.ca })
+  const version = /HAProxy version (\S+)/.exec(spawnSync('haproxy', ['-v'], { encoding: 'utf8' }).stdout)?.[1] ?? '?'
+  return { name: 'haproxy', port: o.port, pid: p.pid, version, users: ['bcrypt'] }
 }
 
 /** Every peer, by name, in the order the table shows them. */
 export const PEERS: Record<string, (t: Cleanups, prefix: string, o: PeerOptions) => Promise<Peer>> = {
   nginx: (t, prefix, o) => nginx(t, 'nginx', prefix, o, false),
-  'nginx-tuned': (t, prefix, o) => nginx(t, 'nginx-tuned', prefix, o, true)
+  'nginx-tuned': (t, prefix, o) => nginx(t, 'nginx-tuned', prefix, o, true),
+  caddy,
+  haproxy
 }

@@ -8,7 +8,7 @@
 //   transfer  a 250 MB blob: download; monolithic upload (POST, PUT with digest); chunked PATCH upload;
 //             and what berth's digest check costs of its CPU on the download
 //   small     authenticated GET /v2/ and HEAD manifest, 32 connections, apr1 and bcrypt users
-//   static    the same (apr1 user) with every proxy in front of an upstream answering from memory
+//   static    the same (apr1 and bcrypt users) with every proxy in front of an upstream answering from memory
 //   401       no credentials: requests/s and the proxy's CPU time per request
 //   skopeo    skopeo copy push and pull of a 5-layer image (wall time)
 //   cache     repeated pulls of one image through berth's blob cache; ten concurrent pulls of a new one
@@ -17,7 +17,7 @@
 // writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
 //   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory]
-//   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned
+//   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned,caddy,haproxy
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -52,7 +52,8 @@ const dir = mkdtempSync(join(tmpdir(), 'berth-bench-'))
 const started = Date.now()
 const log = (line: string) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`)
 
-interface Target { name: string, port: number, pid: number, creds: string | null }
+/** `creds`: the user it is driven with (apr1 where it can verify apr1); `kinds`: the users it can verify. */
+interface Target { name: string, port: number, pid: number, creds: string | null, kinds: Array<'apr1' | 'bcrypt'> }
 
 /** Every round reverses the order, so that no target always runs on a warmer machine. */
 const order = <T>(xs: T[], round: number): T[] => round % 2 === 0 ? xs : [...xs].reverse()
@@ -139,7 +140,12 @@ try {
     const out: Target[] = []
     for (const name of PEER_NAMES) {
       const p = await PEERS[name](t, join(dir, `${name}${suffix}`), { port: await freePort(), upstreamPort, cert: files.cert, key: files.key, htpasswd, ca: files.caCert })
-      out.push({ name, port: p.port, pid: p.pid, creds: users.apr1 })
+      const creds = p.users.includes('apr1') ? users.apr1 : users.bcrypt
+      // The peer must really forward: the registry's own header on an authenticated GET /v2/ (a peer that
+      // answers by itself, as Caddy does for a Host no site matches, would be measured at its own speed).
+      const answer = curl(['--cacert', files.caCert, '-u', creds, '-H', `Host: 127.0.0.1:${p.port}`, '-D', '-', '-o', '/dev/null', `https://localhost:${p.port}/v2/`]) // the Host autocannon sends
+      if (!/^docker-distribution-api-version: registry\/2\.0/im.test(answer)) throw new Error(`${name} does not forward GET /v2/ to the registry:\n${answer}`)
+      out.push({ name, port: p.port, pid: p.pid, creds, kinds: p.users })
       log(`${name} ${p.version} :${p.port}${suffix}`)
     }
     return out
@@ -159,12 +165,12 @@ try {
   }
   const startBerthTarget = async (name: string, upstreamPort: number, extra = ''): Promise<Target> => {
     const b = await spawnBerth(t, ['--config', berthConfig(name, upstreamPort, extra)], '../bench/entry.js')
-    return { name: 'berth', port: b.port, pid: b.child.pid as number, creds: users.apr1 }
+    return { name: 'berth', port: b.port, pid: b.child.pid as number, creds: users.apr1, kinds: ['apr1', 'bcrypt'] }
   }
   process.env.BERTH_BUILD = SOURCES ? '0' : '1' // read by bench/entry.js in the berth processes
   const peers = await startPeers(registry.port, '')
   const berth = await startBerthTarget('berth', registry.port)
-  const direct: Target = { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null }
+  const direct: Target = { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null, kinds: [] }
   const proxies = [...peers, berth]
   const everything = [direct, ...proxies]
   log(`registry :${registry.port}, berth :${berth.port} (${SOURCES ? 'sources through tsx' : 'compiled build'})`)
@@ -251,13 +257,14 @@ try {
   const smallRequests = async (section: string, targets: Target[], userNames: Array<keyof typeof users>, busy: Target[]) => {
     const r: Record<string, Record<string, Load[]>> = {}
     // warm up: JIT, connection pools and credential caches, TLS sessions to the upstream
-    for (const target of targets) for (const user of userNames) await load({ port: target.port, path: '/v2/', headers: { authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: Math.min(1, SECONDS), pid: target.pid })
+    for (const target of targets) for (const user of userNames.filter((u) => target.kinds.includes(u))) await load({ port: target.port, path: '/v2/', headers: { authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: Math.min(1, SECONDS), pid: target.pid })
     for (let round = 0; round < ROUNDS; round++) {
       for (const user of order(userNames, round)) {
         for (const c of smallCases) {
           const key = `${c.key}, ${user} user`
           r[key] ??= Object.fromEntries(targets.map((x) => [x.name, []]))
           for (const target of order(targets, round)) {
+            if (!target.kinds.includes(user)) continue // Caddy and HAProxy verify bcrypt users only: '-'
             await quiet(busy)
             const res = await load({ port: target.port, path: c.path, method: c.method, headers: { ...c.headers, authorization: basic(users[user]) }, connections: CONNECTIONS, seconds: SECONDS, pid: target.pid })
             if (res.non2xx > 0 || res.errors > 0) throw new Error(`${target.name} ${key}: ${res.non2xx} answers were not 2xx, ${res.errors} errors`)
@@ -291,8 +298,8 @@ try {
   if (wanted('static')) {
     const upstream = await startStaticUpstream(t, join(dir, 'static'), { port: await freePort(), cert: files.cert, key: files.key, ca: files.caCert })
     const statics = [...await startPeers(upstream.port, '-static'), await startBerthTarget('berth-static', upstream.port)]
-    const stand: Target = { name: 'registry', port: upstream.port, pid: upstream.pid, creds: null }
-    const { r, rows: table } = await smallRequests('static', statics, ['apr1'], [...everything, ...statics, stand])
+    const stand: Target = { name: 'registry', port: upstream.port, pid: upstream.pid, creds: null, kinds: [] }
+    const { r, rows: table } = await smallRequests('static', statics, ['apr1', 'bcrypt'], [...everything, ...statics, stand])
     results.static = r
     rows.push(heading('the same, against an upstream answering from memory (proxy-bound)'), ...table)
   }

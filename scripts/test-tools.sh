@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What `npm test` needs besides npm packages: Debian's registry, skopeo, htpasswd, nginx, curl,
-# testssl.sh and pebble (the end-to-end tests, the htpasswd fixtures, the benchmark's smoke test, the TLS
-# scan, the ACME CA).
+# testssl.sh, pebble, caddy and haproxy (the end-to-end tests, the htpasswd fixtures, the TLS scan, the
+# ACME CA, the benchmark's smoke test with its peers).
 # Installs the missing ones when it may (root, or passwordless sudo, with apt-get); otherwise names the
 # exact command and fails, so that no test is skipped for a missing tool. `npm test` runs this first
 # (pretest), and CI runs `npm test`: one list, used by both.
@@ -16,6 +16,8 @@ tools=(
   "curl curl"
   "testssl testssl.sh"
   "pebble pebble"
+  "caddy caddy"
+  "haproxy haproxy"
 )
 missing=()
 for entry in "${tools[@]}"; do

@@ -24,10 +24,10 @@ test('npm run bench runs every section end to end and prints its table (one tiny
     'seconds (berth with `cache`)', 'blob GETs that reached the registry']) {
     assert.match(rowOf(name), /\*\*\d+\.\d\dx\*\*/, `a ratio in: ${rowOf(name)}`)
   }
-  assert.match(rowOf('median of'), /\| nginx \| nginx-tuned \| berth \| berth \/ best peer \|/)
+  assert.match(rowOf('median of'), /\| nginx \| nginx-tuned \| caddy \| haproxy \| berth \| berth \/ best peer \|/)
   assert.match(rowOf("download: berth's CPU seconds"), /\d+ %/)
   const proxyBound = lines.findIndex((l) => l.includes('against an upstream answering from memory'))
   assert.ok(proxyBound > 0, `the proxy-bound rows in:\n${out}`)
   assert.match(lines[proxyBound + 1], /^\| GET \/v2\/, apr1 user: req\/s .*\*\*\d+\.\d\dx\*\*/)
-  assert.match(rowOf('10 concurrent downloads'), /^\| 10 concurrent downloads of a 16 MiB blob( \| \d+\.\d){3} \|/)
+  assert.match(rowOf('10 concurrent downloads'), /^\| 10 concurrent downloads of a 16 MiB blob( \| \d+\.\d){5} \|/)
 })
