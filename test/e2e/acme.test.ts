@@ -279,3 +279,21 @@ test('replicas sharing the storage: one renews while the CA validates on the oth
   assert.doesNotMatch(first.output().split('berth listening')[1], /ordering a certificate[\s\S]*ordering a certificate/, 'A did not order again')
   for (const p of [first, second]) { p.child.kill('SIGTERM'); await once(p.child, 'exit') }
 })
+
+test('a validation the CA refuses: the error log carries the CA\'s own words, and berth keeps serving', { timeout: 60_000 }, async (t) => {
+  // berth answers http-01 on a port the CA does not validate on: Pebble cannot connect
+  const elsewhere = await freePort()
+  const file = berthConfig('refused', ['challenge: http-01', `httpPort: ${elsewhere}`, 'checkInterval: 1h'])
+  const berth = await spawnBerth(t, ['--config', file])
+  await waitFor(() => berth.output().includes('the certificate order failed'), 45_000, 'the refused order')
+  const line = berth.output().split('\n').find((l) => l.includes('the certificate order failed')) as string
+  const { problem } = JSON.parse(line) as { problem: string }
+  assert.match(problem, new RegExp(`127\\.0\\.0\\.1:${s.httpPort}.*refused`, 'i'), 'the CA\'s detail: where it tried and what happened')
+  assert.doesNotMatch(line, /\n|at .*\.js:\d+/, 'one line, no stack')
+  const status = await new Promise<number>((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port: s.tlsPort, path: '/v2/', rejectUnauthorized: false, agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)
+  })
+  assert.equal(status, 200, 'serving with the temporary certificate')
+  berth.child.kill('SIGTERM')
+  await once(berth.child, 'exit')
+})
