@@ -114,6 +114,11 @@ test('globs: * within a segment, ** across segments, ? one character, the rest l
   assert.ok(globToRegExp('app-?').test('app-1'))
   assert.ok(!globToRegExp('app-?').test('app-12'))
   assert.ok(!globToRegExp('a.b').test('axb'), 'dots are literal')
+  // picomatch's other syntax is off: what the schema would refuse anyway is never a pattern here
+  assert.ok(globToRegExp('team/*').test('team/.hidden'), '* matches a leading dot too')
+  assert.ok(!globToRegExp('a{b,c}').test('ab'), 'no braces')
+  assert.ok(!globToRegExp('+(a)').test('a'), 'no extglobs')
+  assert.ok(!globToRegExp('!a').test('b'), 'no negation')
   assert.ok(globToRegExp('a*b').test('a-x-b'))
   assert.ok(!globToRegExp('a*b').test('a/b'))
   assert.ok(globToRegExp('**/x').test('a/b/x'))

@@ -64,9 +64,14 @@ test('the credential cache is bounded, least recently used first out, and keyed 
   assert.equal(cache.get(k2), undefined)
   assert.equal(cache.get(k1), 'u1')
   assert.equal(cache.get(k3), 'u3')
+  cache.clear()
+  assert.equal(cache.size, 0)
+  assert.equal(cache.get(k1), undefined)
   const off = new CredentialCache(0)
   off.set(k1, 'u1')
   assert.equal(off.size, 0)
+  off.clear() // nothing to clear, and no error
+  assert.equal(off.get(k1), undefined)
 })
 
 test('a verified credential is answered from the cache with no hash check; failures and other users never are; checks in flight are shared', async (t) => {
