@@ -6,9 +6,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { connect } from 'node:net'
 import { dirname, join, relative } from 'node:path'
 import type { BerthConfig } from './config/schema.js'
+import { tcpProbe } from './upstream/probe.js'
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]'])
 
@@ -19,15 +19,7 @@ function localUpstream (config: BerthConfig): URL | null {
   return url.protocol === 'http:' && LOOPBACK.has(url.hostname) ? url : null
 }
 
-function answers (host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port })
-    const done = (ok: boolean) => { socket.destroy(); resolve(ok) }
-    socket.setTimeout(500, () => done(false))
-    socket.once('connect', () => done(true))
-    socket.once('error', () => done(false))
-  })
-}
+const answers = (host: string, port: number): Promise<boolean> => tcpProbe(host, port, 500).then(() => true, () => false)
 
 async function ready (url: URL, child: ChildProcess): Promise<void> {
   for (let i = 0; i < 200; i++) {

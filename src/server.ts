@@ -2,7 +2,6 @@
 // TERM/INT close gracefully).
 import { existsSync } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
-import { connect } from 'node:net'
 import { basename, dirname } from 'node:path'
 import { hostname } from 'node:os'
 import type { FastifyInstance } from 'fastify'
@@ -11,6 +10,7 @@ import type { BerthConfig } from './config/schema.js'
 import { createLogs } from './logging.js'
 import { buildApp } from './app.js'
 import { ensureDevRegistry } from './dev-registry.js'
+import { tcpProbe } from './upstream/probe.js'
 import type { ConfigError } from './errors.js'
 
 export interface StartOptions {
@@ -53,13 +53,8 @@ async function unreachable (config: BerthConfig): Promise<string[]> {
   return (await Promise.all(config.upstream.servers.map(async (s) => {
     const url = new URL(s.url)
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80))
-    const why = await new Promise<string | null>((resolve) => {
-      const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port })
-      const done = (r: string | null) => { socket.destroy(); resolve(r) }
-      socket.setTimeout(1000, () => done('no answer within 1 s'))
-      socket.once('connect', () => done(null))
-      socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message))
-    })
+    const why = await tcpProbe(url.hostname.replace(/^\[|\]$/g, ''), port, 1000)
+      .then(() => null, (err: NodeJS.ErrnoException) => err.code ?? err.message)
     return why === null ? null : `upstream ${s.url} does not answer (${why}): berth answers 502 until a server does`
   }))).filter((w): w is string => w !== null)
 }

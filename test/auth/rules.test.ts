@@ -109,6 +109,7 @@ test('globs: * within a segment, ** across segments, ? one character, the rest l
   assert.ok(globToRegExp('team-a/**').test('team-a/x/y'))
   assert.ok(!globToRegExp('team-a/**').test('team-a'))
   assert.ok(!globToRegExp('team-a/**').test('team-ab/x'))
+  assert.ok(globToRegExp('**').test('anything/at/all'))
   assert.ok(globToRegExp('bob/*').test('bob/app'))
   assert.ok(!globToRegExp('bob/*').test('bob/app/x'))
   assert.ok(globToRegExp('app-?').test('app-1'))

@@ -14,24 +14,12 @@ import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
 import { tempDir, testCerts, spawnBerth, waitFor, sleep } from '../helper.js'
-import { freePort, requireTool, startRegistry, ociLayout, type Proc } from './fixtures.js'
+import { freePort, requireTool, startRegistry, ociLayout, track, type Proc } from './fixtures.js'
 
 interface Pebble { directory: string, root: string, stop: () => Promise<void> }
 
-function proc (command: string, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
-  let out = ''
-  child.stdout?.on('data', (c) => { out += c })
-  child.stderr?.on('data', (c) => { out += c })
-  return {
-    child,
-    output: () => out,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      child.kill('SIGTERM')
-      await once(child, 'exit')
-    }
-  }
+function proc (t: { after: (fn: () => Promise<void> | void) => void }, command: string, args: string[], env: Record<string, string> = {}): Proc {
+  return track(spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }), t)
 }
 
 /** Pebble and its DNS; `httpPort` and `tlsPort` are where its VA validates (berth's listeners). */
@@ -39,14 +27,12 @@ async function startPebble (t: { after: (fn: () => Promise<void> | void) => void
   requireTool('pebble', 'pebble')
   const c = await testCerts()
   const [dns, listen, management, mgmtDns] = await Promise.all([freePort(), freePort(), freePort(), freePort()])
-  const dnsProc = proc('pebble-challtestsrv', ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${mgmtDns}`])
-  t.after(dnsProc.stop)
+  const dnsProc = proc(t, 'pebble-challtestsrv', ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${mgmtDns}`])
   const config = join(dir, 'pebble.json')
   writeFileSync(config, JSON.stringify({
     pebble: { listenAddress: `127.0.0.1:${listen}`, managementListenAddress: `127.0.0.1:${management}`, certificate: c.cert, privateKey: c.key, httpPort, tlsPort, ocspResponderURL: '', externalAccountBindingRequired: false }
   }))
-  const pebble = proc('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${dns}`], { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' })
-  t.after(pebble.stop)
+  const pebble = proc(t, 'pebble', ['-config', config, '-dnsserver', `127.0.0.1:${dns}`], { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' })
   const ca = readFileSync(c.caCert)
   let root = ''
   for (let i = 0; i < 100 && root === ''; i++) {

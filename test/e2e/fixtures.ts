@@ -28,7 +28,8 @@ export async function freePort (): Promise<number> {
 
 export interface Proc { child: ChildProcess, output: () => string, stop: () => Promise<void> }
 
-function track (child: ChildProcess, t: { after: (fn: () => Promise<void> | void) => void }): Proc {
+/** A child process whose output is kept and which the cleanups stop (SIGTERM, then SIGKILL after 5 s). */
+export function track (child: ChildProcess, t: { after: (fn: () => Promise<void> | void) => void }): Proc {
   let out = ''
   child.stdout?.on('data', (c) => { out += c })
   child.stderr?.on('data', (c) => { out += c })
