@@ -30,6 +30,8 @@ function esc (v: string | undefined): string {
 export interface AccessEntry {
   remoteAddr: string
   remoteUser: string | null
+  /** The access key the request authenticated with (directly or through a token issued for it). */
+  key: string | null
   time: Date
   method: string
   url: string
@@ -47,7 +49,7 @@ export interface AccessEntry {
 export function formatCombined (e: AccessEntry): string {
   return `${e.remoteAddr} - ${e.remoteUser === null ? '-' : esc(e.remoteUser)} [${timeLocal(e.time)}] ` +
     `"${esc(`${e.method} ${e.url} HTTP/${e.httpVersion}`)}" ${e.status} ${e.bodyBytesSent} "${esc(e.referer)}" "${esc(e.userAgent)}" ` +
-    `rt=${e.requestTime.toFixed(3)} upstream=${e.upstream === '' ? '-' : e.upstream}${e.completed ? '' : ' aborted'}\n`
+    `rt=${e.requestTime.toFixed(3)} upstream=${e.upstream === '' ? '-' : e.upstream}${e.key === null ? '' : ` key=${e.key}`}${e.completed ? '' : ' aborted'}\n`
 }
 
 function formatJson (e: AccessEntry): string {
@@ -59,6 +61,7 @@ function entry (request: FastifyRequest, start: number, remoteAddr: string): Acc
   return {
     remoteAddr,
     remoteUser: request.user?.name ?? null,
+    key: request.user?.key ?? null,
     time: new Date(),
     method: raw.method ?? '-',
     url: raw.url ?? '-',

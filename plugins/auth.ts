@@ -1,5 +1,8 @@
-// Who is asking: HTTP Basic credentials checked against the htpasswd file (nginx auth_basic), with a
-// credential cache, brute-force throttling and a watched file. What they may do is plugins/access.ts.
+// Who is asking. Edge mode: HTTP Basic credentials (htpasswd, access keys, LDAP; src/auth/identities.ts)
+// or a client certificate, with a credential cache and brute-force throttling. Token mode (auth.token):
+// a Bearer token berth issued, verified here on every request (a cache hit, no password hash), and any
+// other request challenged toward berth's /token (plugins/token.ts). What they may do is
+// plugins/authorization.ts.
 //
 // @fastify/basic-auth parses the header (RFC 7617: scheme, token68, control characters, user:pass) and
 // calls `validate`; berth wraps it because it sends no challenge unless `authenticate` is set, adds
@@ -7,46 +10,42 @@
 // throttling, htpasswd parsing or anonymous access.
 import fp from 'fastify-plugin'
 import basicAuth from '@fastify/basic-auth'
-import { UserStore } from '../src/auth/users.js'
+import type { FastifyRequest } from 'fastify'
+import { Identities, attempt } from '../src/auth/identities.js'
 import { registerAuthMetrics } from '../src/auth/metrics.js'
 import { Throttle } from '../src/auth/throttle.js'
+import { challengeFor, requestScopes } from '../src/auth/challenge.js'
 import type { AuthStats } from '../src/types.js'
-import { TooManyFailuresError, UnauthorizedError, challenged, type RegistryErrorShape } from '../src/errors.js'
-
-/** The user name of a Basic credential (for the debug log of a failed login), or null. */
-function loginName (header: string | undefined): string | null {
-  const m = /^basic +([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '')
-  if (m === null) return null
-  const text = Buffer.from(m[1], 'base64').toString('utf8')
-  const colon = text.indexOf(':')
-  return colon === -1 ? null : text.slice(0, colon)
-}
+import { TooManyFailuresError, challenged, type RegistryErrorShape } from '../src/errors.js'
 
 export default fp(async function auth (fastify) {
   const cfg = fastify.berthConfig.auth
   if (!cfg) throw new Error('berth-auth registered without an auth section')
-  let users = await UserStore.open(cfg.htpasswd, cfg.cacheSize)
-  users.watch(fastify.log)
+  let identities = await Identities.open(cfg)
+  identities.watch(fastify.log)
   const throttle = new Throttle(cfg.throttle)
-  let challengeValue = `Basic realm="${cfg.realm}"`
   const stats: AuthStats = { successes: 0, failures: 0, throttled: 0 }
-  fastify.decorate('authState', { getter: () => ({ users, throttle, challenge: challengeValue, stats }) })
+  const challenge = (request: FastifyRequest, scopes: string[] = [], error?: string): string => challengeFor(fastify.berthConfig, request, scopes, error)
+  const check = async (request: FastifyRequest, user: string, password: string) => await attempt(identities, throttle, stats, request.log, request.clientAddress, user, password)
+  fastify.decorate('authState', {
+    getter: () => ({ users: identities.users, token: identities.token, throttle, challenge, stats, attempt: check })
+  })
   registerAuthMetrics(fastify.metrics, () => fastify.authState)
-  fastify.addHook('onClose', async () => { users.close() })
-  // Reload: a new user store (the file may have moved), new throttle limits (counters kept), new realm.
+  fastify.addHook('onClose', async () => { identities.close() })
+  // Reload: new users, keys, directory and token key (the files may have moved); new throttle limits
+  // (counters kept). The realm and the challenge follow the configuration in force.
   fastify.onReload({
     name: 'auth',
     async prepare (next) {
-      const auth = next.auth as NonNullable<typeof next.auth>
-      const fresh = await UserStore.open(auth.htpasswd, auth.cacheSize)
+      const fresh = await Identities.open(next.auth as NonNullable<typeof next.auth>)
       return {
         commit () {
-          users.close()
-          users = fresh
-          users.watch(fastify.log)
-          throttle.update(auth.throttle)
-          challengeValue = `Basic realm="${auth.realm}"`
-        }
+          identities.close()
+          identities = fresh
+          identities.watch(fastify.log)
+          throttle.update(fresh.config.throttle)
+        },
+        abort () { fresh.close() }
       }
     }
   })
@@ -56,17 +55,34 @@ export default fp(async function auth (fastify) {
     utf8: true,
     authenticate: false,
     async validate (username, password, req) {
-      const user = await users.verify(username, password) // the store in force now
-      if (user === null) throw new UnauthorizedError()
-      req.user = { name: user }
+      req.user = await check(req, username, password)
     }
   })
 
   fastify.addHook('onRequest', (request, reply, done) => {
-    // No credentials: anonymous. plugins/authorization.ts decides, and challenges when it must.
-    if (request.headers.authorization === undefined) { done(); return }
-    const address = request.clientAddress
-    const wait = throttle.blockedFor(address)
+    const header = request.headers.authorization
+    const token = identities.token
+    if (token !== null && request.routeOptions.config.berthToken !== true) {
+      // Token mode: only a token berth issued passes; anything else is sent to the realm for one.
+      const bearer = /^bearer +(\S+)\s*$/i.exec(header ?? '')
+      if (bearer === null) { done(challenged(reply, challenge(request, requestScopes(request)))); return }
+      token.verify(bearer[1]).then((found) => {
+        if (found === undefined || (found.user?.key !== undefined && !identities.keys.active(found.user.key))) {
+          done(challenged(reply, challenge(request, requestScopes(request), 'invalid_token')))
+          return
+        }
+        request.user = found.user
+        done()
+      }, done)
+      return
+    }
+    if (header === undefined) {
+      // No credentials: a client certificate's user, or anonymous (plugins/authorization.ts decides).
+      request.user = identities.fromCertificate(request.raw.socket)
+      done()
+      return
+    }
+    const wait = throttle.blockedFor(request.clientAddress)
     if (wait > 0) {
       stats.throttled++
       reply.header('retry-after', String(Math.ceil(wait / 1000)))
@@ -74,13 +90,15 @@ export default fp(async function auth (fastify) {
       return
     }
     fastify.basicAuth(request, reply, (err?: Error) => {
-      if (err === undefined || err === null) { stats.successes++; done(); return }
-      stats.failures++
-      // Never the password: the user name as sent, and why.
-      request.log.debug({ user: loginName(request.headers.authorization), client: address, reason: (err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? 'wrong user or password' : 'malformed Authorization header' }, 'login failed')
-      if (throttle.fail(address)) request.log.warn({ client: address, blockMs: throttle.block }, 'too many failed logins: address blocked')
-      // A malformed header (not base64, no colon, another scheme) gets the same 401 as a wrong password.
-      done((err as RegistryErrorShape).registryCode === 'UNAUTHORIZED' ? (reply.header('www-authenticate', challengeValue), err) : challenged(reply, challengeValue))
+      if (err === undefined || err === null) { done(); return }
+      const e = err as RegistryErrorShape
+      if (e.registryCode === undefined) {
+        // A malformed header (not base64, no colon, another scheme): a failed login like a wrong password.
+        stats.failures++
+        request.log.debug({ client: request.clientAddress, reason: 'malformed Authorization header' }, 'login failed')
+        if (throttle.fail(request.clientAddress)) request.log.warn({ client: request.clientAddress, blockMs: throttle.block }, 'too many failed logins: address blocked')
+      }
+      done(e.registryCode === undefined || e.registryCode === 'UNAUTHORIZED' ? challenged(reply, challenge(request)) : e)
     })
   })
 }, {

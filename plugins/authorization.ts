@@ -2,13 +2,16 @@
 // access rules (src/auth/rules.ts). 401 with a challenge for anonymous clients, 403 DENIED for users
 // without the right, 404 for what is not a registry API call.
 import fp from 'fastify-plugin'
-import { AccessPolicy, decide } from '../src/auth/rules.js'
+import { AccessPolicy, decide, grant } from '../src/auth/rules.js'
+import { scopeOf } from '../src/auth/token.js'
+import type { BerthUser, ResourceActions } from '../src/types.js'
 import { DeniedError, NameInvalidError, NotFoundError, challenged, type RegistryErrorShape } from '../src/errors.js'
 
 export default fp(async function access (fastify) {
   const cfg = fastify.berthConfig.auth
   if (!cfg) throw new Error('berth-authorization registered without an auth section')
   let policy = new AccessPolicy(cfg)
+  fastify.decorate('grantAccess', (user: BerthUser | null, requested: ResourceActions[]) => grant(policy, user, requested))
   fastify.onReload({
     name: 'access',
     async prepare (next) {
@@ -18,7 +21,8 @@ export default fp(async function access (fastify) {
   })
 
   fastify.addHook('onRequest', (request, reply, done) => {
-    const verdict = decide(policy, request.user?.name ?? null, request.registryAction, request.raw.method, request.raw.url ?? '')
+    if (request.routeOptions.config.berthToken === true) { done(); return } // the token endpoint decides itself
+    const verdict = decide(policy, request.user, request.registryAction, request.raw.method, request.raw.url ?? '')
     if (verdict.allowed) {
       request.catalogFilter = verdict.catalog
       done()
@@ -27,7 +31,12 @@ export default fp(async function access (fastify) {
     switch (verdict.why) {
       case 'not-api': done(new NotFoundError()); return
       case 'name': done(new NameInvalidError()); return
-      case 'challenge': done(challenged(reply, fastify.authState.challenge)); return
+      case 'challenge': {
+        // In token mode a token that lacks the grant: the scope it needs, as the registry would say.
+        const scope = scopeOf(verdict.action, verdict.repository)
+        done(challenged(reply, fastify.authState.challenge(request, scope === null ? [] : [scope], request.user === null ? undefined : 'insufficient_scope')))
+        return
+      }
       case 'denied': {
         // As the registry's own token errors: what was refused, on which repository (a name the client
         // sent: berth never says whether it exists).

@@ -16,6 +16,7 @@ import accessLog from '../plugins/access-log.js'
 import bodyLimit from '../plugins/body-limit.js'
 import auth from '../plugins/auth.js'
 import authorization from '../plugins/authorization.js'
+import token from '../plugins/token.js'
 import upstreamPool from '../plugins/upstream-pool.js'
 import healthProbe from '../plugins/health-probe.js'
 import admin from '../plugins/admin.js'
@@ -109,6 +110,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   if (config.auth) {
     await app.register(auth)
     await app.register(authorization)
+    if (config.auth.token !== undefined) await app.register(token)
   }
   // After auth: a stranger learns nothing of the limit (401), and the 413's log line names the user.
   await app.register(bodyLimit)

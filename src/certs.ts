@@ -153,3 +153,30 @@ export async function selfSigned (hosts: string[]): Promise<{ cert: string, key:
   })
   return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) }
 }
+
+/**
+ * `berth token-cert`: the key that signs registry tokens and its self-signed certificate, the registry's
+ * `rootcertbundle` (distribution accepts a token whose x5c certificate is itself in the bundle). Existing
+ * files are kept: a new key would invalidate every token until the registry restarts with its certificate.
+ */
+export async function makeTokenCert (out: string, issuer: string): Promise<{ key: string, cert: string, created: boolean }> {
+  const key = join(out, 'token.key')
+  const cert = join(out, 'token.crt')
+  if (existsSync(key) && existsSync(cert)) return { key, cert, created: false }
+  if (existsSync(key) || existsSync(cert)) throw new Error(`only one of ${key} and ${cert} exists; berth needs both or neither`)
+  await mkdir(out, { recursive: true })
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as unknown as CryptoKeyPair
+  const now = Date.now()
+  const c = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${issuer} token signing, O=berth`,
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(now + 5 * 365 * DAY),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)]
+  })
+  await writeFile(cert, c.toString('pem') + '\n', { flag: 'wx' })
+  await writeFile(key, await pemKey(keys.privateKey), { flag: 'wx', mode: 0o600 })
+  return { key, cert, created: true }
+}

@@ -106,6 +106,90 @@ function program (setCode: (code: number) => void): Command {
       } catch (err) { setCode(fail((err as Error).message)) }
     })
 
+  cli.command('token-cert')
+    .description('make the key that signs registry tokens (token mode) and its certificate, and print the registry\'s config lines')
+    .requiredOption('--out <dir>', 'where to write token.key and token.crt (existing ones are kept)')
+    .option('--realm <url>', 'the token URL clients reach berth at', 'https://registry.example.com/token')
+    .option('--issuer <name>', 'the tokens\' issuer', 'berth')
+    .option('--service <name>', 'the registry\'s service name', 'registry')
+    .action(async (opts: { out: string, realm: string, issuer: string, service: string }) => {
+      try {
+        const { makeTokenCert } = await import('./certs.js')
+        const { key, cert, created } = await makeTokenCert(resolve(opts.out), opts.issuer)
+        process.stdout.write([
+          created ? `Made ${key} (keep it private) and ${cert}.` : `Kept the existing ${key} and ${cert}.`,
+          '',
+          'berth (under auth:):',
+          `  token: { issuer: ${opts.issuer}, service: ${opts.service}, key: ${key}, cert: ${cert} }`,
+          '',
+          'registry (config.yml; the registry must read the certificate, and should not be reachable but through berth):',
+          '  auth:',
+          '    token:',
+          `      realm: ${opts.realm}`,
+          `      service: ${opts.service}`,
+          `      issuer: ${opts.issuer}`,
+          `      rootcertbundle: ${cert}`,
+          ''
+        ].join('\n'))
+        setCode(0)
+      } catch (err) { setCode(fail((err as Error).message)) }
+    })
+
+  const key = cli.command('key').description('access keys for machines (CI jobs, robots): create, list, revoke')
+  key.command('create')
+    .description('make a key and print its secret, once: the password of `docker login -u USER`')
+    .requiredOption('-c, --config <file>', 'the configuration file (its auth.keys file is written)')
+    .requiredOption('--user <name>', 'the user the key stands for (the access rules apply to it)')
+    .requiredOption('--repos <globs>', 'repositories the key may reach, comma-separated globs (team/**)')
+    .option('--actions <list>', 'what it may do there: pull, push, delete, catalog', 'pull')
+    .option('--expires <duration>', 'lifetime (e.g. 90d, 12h); never = no expiry', '90d')
+    .action(async (opts: { config: string, user: string, repos: string, actions: string, expires: string }) => {
+      try {
+        const { createKey } = await import('./auth/keys.js')
+        const { parseDuration, DURATION_PATTERN } = await import('./config/units.js')
+        const actions = opts.actions.split(',').map((a) => a.trim())
+        const bad = actions.filter((a) => !['pull', 'push', 'delete', 'catalog'].includes(a))
+        if (bad.length > 0) { setCode(fail(`--actions: ${bad.join(', ')}: expected pull, push, delete, catalog`)); return }
+        if (opts.expires !== 'never' && (!new RegExp(DURATION_PATTERN).test(opts.expires) || parseDuration(opts.expires) <= 0)) { setCode(fail(`--expires ${opts.expires}: expected a duration like 90d or 12h, or never`)); return }
+        const repos = opts.repos.split(',').map((r) => r.trim()).filter((r) => r !== '')
+        if (repos.length === 0 || repos.some((r) => !/^[a-z0-9._/*?-]+$/.test(r))) { setCode(fail(`--repos ${opts.repos}: expected repository globs like team/**`)); return }
+        const file = (await loadConfig(opts.config)).auth?.keys
+        if (file === undefined) { setCode(fail(`${opts.config} has no auth section: access keys need one`)); return }
+        const { key: k, secret } = await createKey(file, { user: opts.user, repositories: repos, actions, expiresIn: opts.expires === 'never' ? null : parseDuration(opts.expires) })
+        process.stderr.write(`key ${k.id} for ${k.user}: ${k.actions.join(',')} on ${k.repositories.join(', ')}, ${k.expires === null ? 'no expiry' : `expires ${k.expires}`} (in ${file}).\nThe secret, shown only now (docker login -u ${k.user} --password-stdin):\n`)
+        process.stdout.write(`${secret}\n`)
+        setCode(0)
+      } catch (err) { setCode(configProblem(err)) }
+    })
+  key.command('list')
+    .description('list the keys (never their secrets)')
+    .requiredOption('-c, --config <file>', 'the configuration file')
+    .action(async (opts: { config: string }) => {
+      try {
+        const { listKeys, keyStatus } = await import('./auth/keys.js')
+        const file = (await loadConfig(opts.config)).auth?.keys
+        if (file === undefined) { setCode(fail(`${opts.config} has no auth section`)); return }
+        const keys = await listKeys(file)
+        process.stdout.write(['ID            USER            STATUS   EXPIRES                   ACTIONS  REPOSITORIES',
+          ...keys.map((k) => `${k.id}  ${k.user.padEnd(15)} ${keyStatus(k).padEnd(8)} ${(k.expires ?? 'never').padEnd(25)} ${k.actions.join(',').padEnd(8)} ${k.repositories.join(',')}`)].join('\n') + '\n')
+        setCode(0)
+      } catch (err) { setCode(configProblem(err)) }
+    })
+  key.command('revoke')
+    .description('revoke a key: refused by every berth reading the file within 2 s')
+    .requiredOption('-c, --config <file>', 'the configuration file')
+    .argument('<id>', 'the key id (berth key list)')
+    .action(async (id: string, opts: { config: string }) => {
+      try {
+        const { revokeKey } = await import('./auth/keys.js')
+        const file = (await loadConfig(opts.config)).auth?.keys
+        if (file === undefined) { setCode(fail(`${opts.config} has no auth section`)); return }
+        const k = await revokeKey(file, id)
+        process.stdout.write(`key ${k.id} (${k.user}) revoked ${k.revoked as string}\n`)
+        setCode(0)
+      } catch (err) { setCode(err instanceof ConfigError ? configProblem(err) : fail((err as Error).message)) }
+    })
+
   cli.command('passwd')
     .description('add or update USER in an htpasswd file (bcrypt cost 12, or apr1), or delete it; no apache2-utils needed')
     .argument('<file>', 'the htpasswd file')

@@ -25,6 +25,8 @@ function restartOnly (current: BerthConfig, next: BerthConfig): { notes: string[
   else if ((current.tls?.acme === undefined) !== (next.tls?.acme === undefined)) refused.push('tls.acme: switching between certificate files and ACME needs a restart')
   else if (differ(current.tls?.acme, next.tls?.acme)) notes.push('tls.acme: ACME settings change only with a restart')
   if ((current.auth === undefined) !== (next.auth === undefined)) refused.push('auth: turning authentication on or off needs a restart')
+  else if ((current.auth?.token === undefined) !== (next.auth?.token === undefined)) refused.push('auth.token: switching between edge mode and token mode needs a restart')
+  if ((current.tls?.clientCa === undefined) !== (next.tls?.clientCa === undefined) || current.tls?.clientAuth !== next.tls?.clientAuth) notes.push('tls.clientCa: asking for client certificates (or not) changes only with a restart')
   return { notes, refused }
 }
 

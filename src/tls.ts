@@ -14,7 +14,9 @@ export function secureContextOptions (tls: NonNullable<BerthConfig['tls']>, pair
     ciphers: tls.ciphers,
     honorCipherOrder: tls.preferServerCiphers,
     sessionTimeout: Math.max(1, Math.round(tls.sessionTimeout / 1000)),
-    ecdhCurve: 'X25519:P-256:P-384'
+    ecdhCurve: 'X25519:P-256:P-384',
+    // Mutual TLS: the CA whose client certificates are verified (the server options below ask for them).
+    ...(tls.clientCa !== undefined ? { ca: readFileSync(tls.clientCa) } : {})
   }
 }
 
@@ -33,7 +35,13 @@ export function serverHttpOptions (config: BerthConfig): { headersTimeout: numbe
 
 export function serverTlsOptions (config: BerthConfig, acme: AcmeCertificates | null = null): TlsOptions | null {
   if (!config.tls) return null
-  const base = { ...serverHttpOptions(config), ...secureContextOptions(config.tls, acme ?? undefined) }
+  const base = {
+    ...serverHttpOptions(config),
+    ...secureContextOptions(config.tls, acme ?? undefined),
+    // `optional`: a certificate is asked for, and one that does not verify is ignored (socket.authorized
+    // false: the client uses a password); `required`: the handshake fails without a valid one.
+    ...(config.tls.clientCa !== undefined ? { requestCert: true, rejectUnauthorized: config.tls.clientAuth === 'required' } : {})
+  }
   // nginx's shared session cache answers resumptions; Node's tickets do the same without shared state.
   if (acme === null || acme.config.challenge !== 'tls-alpn-01') return { ...base, ALPNProtocols: ['http/1.1'] }
   // tls-alpn-01: the CA's validation offers only ALPN "acme-tls/1" and must get the challenge certificate

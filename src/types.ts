@@ -4,6 +4,9 @@ import type { BerthConfig } from './config/schema.js'
 import type { UpstreamPool } from './upstream/pool.js'
 import type { BlobCache } from './cache/store.js'
 import type { UserStore } from './auth/users.js'
+import type { TokenIssuer } from './auth/token.js'
+import type { BerthUser, ResourceActions } from './auth/user.js'
+import type { FastifyRequest } from 'fastify'
 import type { Throttle } from './auth/throttle.js'
 import type { TrustedProxies } from './net.js'
 import type { Registry } from 'prom-client'
@@ -19,10 +22,7 @@ export interface RegistryAction {
   reference: string | null
 }
 
-/** The authenticated user (set by the auth plugin); null when anonymous. */
-export interface BerthUser {
-  name: string
-}
+export type { Action, AccessLimit, BerthUser, ResourceActions } from './auth/user.js'
 
 /** A part of berth that follows reloads: it prepares the new state, then commits it (src/reload.ts). */
 export interface Prepared {
@@ -41,8 +41,19 @@ export interface Reloadable {
 
 export interface AuthStats { successes: number, failures: number, throttled: number }
 
-/** The htpasswd users and the throttle (read-only for plugins; status and metrics read them). */
-export interface AuthState { users: UserStore, throttle: Throttle, challenge: string, stats: AuthStats }
+/** The identity sources and the throttle (read-only for plugins; status and metrics read them). */
+export interface AuthState {
+  /** The htpasswd users (`identities.users`). */
+  users: UserStore
+  /** Token mode's issuer (auth.token); null in edge mode. */
+  token: TokenIssuer | null
+  throttle: Throttle
+  /** The WWW-Authenticate of a 401 for this request: Basic, or in token mode Bearer with the scopes and an error. */
+  challenge (request: FastifyRequest, scopes?: string[], error?: string): string
+  stats: AuthStats
+  /** One throttled, counted password check from the request's client: the user, or throws 401/429/503. */
+  attempt (request: FastifyRequest, user: string, password: string): Promise<BerthUser>
+}
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -74,6 +85,8 @@ declare module 'fastify' {
     pressureStats: { shed: number }
     /** Users, throttle and counters; only with an `auth` section. */
     authState: AuthState
+    /** What the access rules in force (and the user's limit) grant of `requested`; only with an `auth` section. */
+    grantAccess (user: BerthUser | null, requested: ResourceActions[]): ResourceActions[]
     /** The admin listener's own Fastify instance (null when `admin` is not configured). */
     adminServer: FastifyInstance | null
     /** The blob cache; null when `cache` is not configured. */
@@ -82,6 +95,10 @@ declare module 'fastify' {
     trustedProxies: TrustedProxies
     /** berth's Prometheus registry (served at the admin listener's /metrics): add collectors to it. */
     metrics: Registry
+  }
+  interface FastifyContextConfig {
+    /** The token endpoint (plugins/token.ts): authenticated by Basic or a certificate, never challenged for a Bearer. */
+    berthToken?: boolean
   }
   interface FastifyRequest {
     /** The registry action of the path (plugins/request-target.ts). */

@@ -2,11 +2,11 @@
 // verdict on one request: every repository it names, with the action each needs.
 import picomatch from 'picomatch'
 import type { BerthConfig } from '../config/schema.js'
-import type { RegistryAction } from '../types.js'
+import type { AccessLimit, Action, BerthUser, RegistryAction, ResourceActions } from '../types.js'
 import { isRepositoryName, methodAction } from '../registry/path.js'
 import { mountSources } from '../registry/parameters.js'
 
-export type Action = 'pull' | 'push' | 'delete' | 'catalog'
+export type { Action }
 
 /** A catalog filter that lets every name through (no access rules): the listing is not filtered at all. */
 const ALL_REPOSITORIES = (_repository: string): boolean => true
@@ -22,8 +22,22 @@ export function globToRegExp (glob: string): RegExp {
 
 interface Rule {
   users: Set<string> | null // null: anyone the rule reaches (anonymous rule)
+  /** Group names the rule names, for users whose groups come from a directory (LDAP). */
+  groups: Set<string>
   actions: Set<Action>
   repositories: RegExp[]
+}
+
+function reaches (rule: Rule, user: BerthUser): boolean {
+  if (rule.users === null || rule.users.has(user.name)) return true
+  return user.groups !== undefined && user.groups.some((g) => rule.groups.has(g))
+}
+
+/** `actions` on the repositories `globs` match (and the catalog, with `catalog`): an access key's scope. */
+export function globLimit (globs: string[], actions: string[]): AccessLimit {
+  const res = globs.map(globToRegExp)
+  const allowed = new Set(actions)
+  return { allows: (action, repository) => allowed.has(action) && (repository === null || res.some((re) => re.test(repository))) }
 }
 
 function matches (rule: Rule, action: Action, repository: string | null): boolean {
@@ -41,21 +55,26 @@ export class AccessPolicy {
       ? null
       : auth.access.map((r) => ({
         users: new Set([...(r.users ?? []), ...(r.groups ?? []).flatMap((g) => auth.groups[g] ?? [])]),
+        groups: new Set(r.groups ?? []),
         actions: new Set(r.actions as Action[]),
         repositories: compile(r.repositories)
       }))
     this.#anonymous = auth.anonymous === undefined
       ? null
-      : { users: null, actions: new Set(auth.anonymous.actions as Action[]), repositories: compile(auth.anonymous.repositories) }
+      : { users: null, groups: new Set(), actions: new Set(auth.anonymous.actions as Action[]), repositories: compile(auth.anonymous.repositories) }
   }
 
-  /** May `user` (null = anonymous) do `action` on `repository` (null for catalog)? */
-  allows (user: string | null, action: Action, repository: string | null): boolean {
+  /**
+   * May `user` (null = anonymous) do `action` on `repository` (null for catalog)? Never beyond the user's
+   * limit (an access key's scope, a token's grants), whatever the rules say.
+   */
+  allows (user: BerthUser | null, action: Action, repository: string | null): boolean {
+    if (user?.limit !== undefined && !user.limit.allows(action, repository)) return false
     if (this.#anonymous !== null && matches(this.#anonymous, action, repository)) return true
     if (user === null) return false
     if (this.#rules === null) return true // as nginx: every authenticated user may do everything
     for (const rule of this.#rules) {
-      if (rule.users?.has(user) === true && matches(rule, action, repository)) return true
+      if (reaches(rule, user) && matches(rule, action, repository)) return true
     }
     return false
   }
@@ -64,10 +83,12 @@ export class AccessPolicy {
    * GET /v2/_catalog: null when `user` may not list at all; else which names the listing may show: those a
    * catalog rule of the user covers and the user may pull (ALL_REPOSITORIES without access rules).
    */
-  catalogFilter (user: string | null): ((repository: string) => boolean) | null {
+  catalogFilter (user: BerthUser | null): ((repository: string) => boolean) | null {
     if (!this.allows(user, 'catalog', null)) return null
-    if (user !== null && this.#rules === null) return ALL_REPOSITORIES
-    return (repository) => this.allows(user, 'catalog', repository) && this.allows(user, 'pull', repository)
+    if (user !== null && this.#rules === null && user.limit === undefined) return ALL_REPOSITORIES
+    // A token's grants name the catalog, not each repository: the rules decide which names show.
+    const rulesOnly = user?.via === 'token' ? { ...user, limit: undefined } : user
+    return (repository) => this.allows(user, 'catalog', repository) && this.allows(rulesOnly, 'pull', repository)
   }
 
 }
@@ -81,8 +102,15 @@ export type Verdict =
 const ALLOWED: Verdict = { allowed: true, catalog: null }
 
 /** The access rules on one request, for `user` (null = anonymous). */
-export function decide (policy: AccessPolicy, user: string | null, action: RegistryAction | null, method: string | undefined, url: string): Verdict {
-  const refuse = (a?: Action, repository?: string): Verdict => ({ allowed: false, why: user === null ? 'challenge' : 'denied', action: a, repository })
+export function decide (policy: AccessPolicy, user: BerthUser | null, action: RegistryAction | null, method: string | undefined, url: string): Verdict {
+  // Anonymous: a challenge. A token that lacks the grant: a challenge too, naming the scope, so the client
+  // fetches a token for it (as the registry itself answers). Anyone else: 403.
+  const refuse = (a?: Action, repository?: string): Verdict => ({
+    allowed: false,
+    why: user === null || (user.via === 'token' && a !== undefined && user.limit?.allows(a, repository ?? null) === false) ? 'challenge' : 'denied',
+    action: a,
+    repository
+  })
   // Deny by default: a path that is not a registry API call berth understands is not forwarded, so no
   // endpoint (today's or a future one) can act on a repository unchecked.
   if (action === null || action.kind === 'other') return { allowed: false, why: 'not-api' }
@@ -103,3 +131,26 @@ export function decide (policy: AccessPolicy, user: string | null, action: Regis
   }
   return ALLOWED
 }
+
+const REPOSITORY_ACTIONS: Action[] = ['pull', 'push', 'delete']
+
+/** What `user` asked for and may have: each requested action the rules (and the user's limit) allow. */
+export function grant (policy: AccessPolicy, user: BerthUser | null, requested: ResourceActions[]): ResourceActions[] {
+  const out = new Map<string, ResourceActions>()
+  const add = (type: string, name: string, action: string) => {
+    const k = `${type}:${name}`
+    const entry = out.get(k) ?? { type, name, actions: [] }
+    if (!entry.actions.includes(action)) entry.actions.push(action)
+    out.set(k, entry)
+  }
+  for (const r of requested) {
+    if (r.type === 'repository' && isRepositoryName(r.name)) {
+      const wanted = r.actions.includes('*') ? REPOSITORY_ACTIONS : r.actions
+      for (const a of wanted) if ((REPOSITORY_ACTIONS as string[]).includes(a) && policy.allows(user, a as Action, r.name)) add('repository', r.name, a)
+    } else if (r.type === 'registry' && r.name === 'catalog' && r.actions.includes('*') && policy.allows(user, 'catalog', null)) {
+      add('registry', 'catalog', '*')
+    }
+  }
+  return [...out.values()]
+}
+

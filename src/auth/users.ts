@@ -2,7 +2,7 @@
 // changed file (kept as it was when the new one is broken).
 import { hash, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { watchFile, unwatchFile, type Stats } from 'node:fs'
+import { watchPath } from './watch.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import { parseHtpasswd, verifyHash, dummyEntry, type HtpasswdEntry } from './htpasswd.js'
@@ -15,15 +15,16 @@ import { ConfigError } from '../errors.js'
  * One-shot crypto.hash() rather than an HMAC object: a quarter of the cost, and for an exact-match key
  * behind a secret prefix the HMAC construction adds nothing (length extension yields no collision).
  */
-export class CredentialCache {
+export class CredentialCache<V extends {} = string> {
   #secret = randomBytes(32).toString('latin1')
   /** null when max is 0: no cache. */
-  #lru: LRUCache<string, string> | null
+  #lru: LRUCache<string, V> | null
   readonly max: number
 
-  constructor (max: number) {
+  /** `ttl` (ms): how long an entry is believed (a directory's answer may change); 0 = until evicted. */
+  constructor (max: number, ttl = 0) {
     this.max = max
-    this.#lru = max > 0 ? new LRUCache<string, string>({ max }) : null
+    this.#lru = max > 0 ? new LRUCache<string, V>({ max, ...(ttl > 0 ? { ttl } : {}) }) : null
   }
 
   keyOf (user: string, password: string): string {
@@ -31,15 +32,16 @@ export class CredentialCache {
     return hash('sha256', `${this.#secret}${user.length}:${user}\0${password}`, 'base64')
   }
 
-  get (key: string): string | undefined { return this.#lru?.get(key) }
+  get (key: string): V | undefined { return this.#lru?.get(key) }
 
-  set (key: string, user: string): void { this.#lru?.set(key, user) }
+  set (key: string, value: V): void { this.#lru?.set(key, value) }
 
   clear (): void { this.#lru?.clear() }
   get size (): number { return this.#lru?.size ?? 0 }
 }
 
-async function load (file: string): Promise<{ users: Map<string, HtpasswdEntry>, dummy: Pick<HtpasswdEntry, 'kind' | 'hash'> }> {
+async function load (file: string | null): Promise<{ users: Map<string, HtpasswdEntry>, dummy: Pick<HtpasswdEntry, 'kind' | 'hash'> }> {
+  if (file === null) return { users: new Map(), dummy: await dummyEntry(new Map()) }
   let text: string
   try { text = await readFile(file, 'utf8') } catch (err) {
     throw new ConfigError(file, [`cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
@@ -50,29 +52,32 @@ async function load (file: string): Promise<{ users: Map<string, HtpasswdEntry>,
 }
 
 export class UserStore {
-  readonly file: string
+  /** null: no htpasswd file (users come from elsewhere: LDAP, client certificates, access keys). */
+  readonly file: string | null
   readonly cache: CredentialCache
   #users: Map<string, HtpasswdEntry>
   #dummy: Pick<HtpasswdEntry, 'kind' | 'hash'>
-  #listener: ((cur: Stats, prev: Stats) => void) | null = null
+  #unwatch: (() => void) | null = null
   /** Checks under way, by cache key: 32 connections opening with one bcrypt credential hash it once. */
   #inFlight = new Map<string, Promise<string | null>>()
   #generation = 0
   /** Hash verifications run (cache hits and coalesced checks run none; unknown users run one). */
   hashChecks = 0
 
-  private constructor (file: string, cacheSize: number, loaded: Awaited<ReturnType<typeof load>>) {
+  private constructor (file: string | null, cacheSize: number, loaded: Awaited<ReturnType<typeof load>>) {
     this.file = file
     this.cache = new CredentialCache(cacheSize)
     this.#users = loaded.users
     this.#dummy = loaded.dummy
   }
 
-  static async open (file: string, cacheSize: number): Promise<UserStore> {
+  static async open (file: string | null, cacheSize: number): Promise<UserStore> {
     return new UserStore(file, cacheSize, await load(file))
   }
 
   get size (): number { return this.#users.size }
+
+  has (user: string): boolean { return this.#users.has(user) }
 
   /** The user's name when the password is right, else null. Unknown users cost a dummy verification. */
   async verify (user: string, password: string): Promise<string | null> {
@@ -111,21 +116,16 @@ export class UserStore {
 
   /** Polls the file (a rename by an editor or `htpasswd` is seen too); a change applies within ~1 s. */
   watch (log: FastifyBaseLogger, interval = 500): void {
-    if (this.#listener !== null) return
-    let running = Promise.resolve()
-    this.#listener = (cur: Stats, prev: Stats) => {
-      if (cur.nlink === 0 && cur.ino === 0) return // between unlink and rename: wait for the new file
-      if (cur.mtimeMs === prev.mtimeMs && cur.ino === prev.ino && cur.size === prev.size) return
-      running = running.then(() => this.reload()).then(
-        () => log.info({ file: this.file, users: this.#users.size }, 'htpasswd reloaded'),
-        (err: Error) => log.error({ file: this.file, problems: (err as ConfigError).problems ?? [err.message] }, 'htpasswd not reloaded; the previous users stay in force')
-      )
-    }
-    watchFile(this.file, { interval, persistent: false }, this.#listener)
+    if (this.#unwatch !== null || this.file === null) return
+    const file = this.file
+    this.#unwatch = watchPath(file, () => this.reload().then(
+      () => log.info({ file, users: this.#users.size }, 'htpasswd reloaded'),
+      (err: Error) => log.error({ file, problems: (err as ConfigError).problems ?? [err.message] }, 'htpasswd not reloaded; the previous users stay in force')
+    ), interval)
   }
 
   close (): void {
-    if (this.#listener !== null) unwatchFile(this.file, this.#listener)
-    this.#listener = null
+    this.#unwatch?.()
+    this.#unwatch = null
   }
 }

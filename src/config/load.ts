@@ -12,6 +12,7 @@ import { schemaProblems, setAside, show, under, unknownKeyHint, withPlaces } fro
 import { ConfigError } from '../errors.js'
 import { parseHtpasswd } from '../auth/htpasswd.js'
 import { pluginProblems } from '../user-plugins.js'
+import { TokenIssuer } from '../auth/token.js'
 
 function checkUpstreamUrl (url: string): string | null {
   let u: URL
@@ -72,20 +73,32 @@ function fileProblems (config: BerthConfig): string[] {
     }
     if (x509 && new Date(x509.validTo) < new Date()) problems.push(`tls.cert: ${config.tls.cert} expired on ${x509.validTo}`)
   }
-  if (config.upstream.tls.ca) {
-    const ca = read('upstream.tls.ca', config.upstream.tls.ca)
+  const pemCertificate = (key: string, file: string): void => {
+    const ca = read(key, file)
     if (ca) {
-      try { new X509Certificate(ca) } catch { problems.push(`upstream.tls.ca: ${config.upstream.tls.ca} is not a PEM certificate`) } // eslint-disable-line no-new
+      try { new X509Certificate(ca) } catch { problems.push(`${key}: ${file} is not a PEM certificate`) } // eslint-disable-line no-new
     }
   }
-  if (config.auth) {
-    const text = read('auth.htpasswd', config.auth.htpasswd)
+  if (config.upstream.tls.ca) pemCertificate('upstream.tls.ca', config.upstream.tls.ca)
+  const auth = config.auth
+  if (auth?.htpasswd !== undefined) {
+    const text = read('auth.htpasswd', auth.htpasswd)
     if (text) {
-      const { users, problems: lines } = parseHtpasswd(text.toString('utf8'), config.auth.htpasswd)
+      const { users, problems: lines } = parseHtpasswd(text.toString('utf8'), auth.htpasswd)
       for (const p of lines) problems.push(`auth.htpasswd: ${p}`)
-      if (lines.length === 0 && users.size === 0) problems.push(`auth.htpasswd: ${config.auth.htpasswd} has no users (add one with berth passwd)`)
+      if (lines.length === 0 && users.size === 0 && auth.ldap === undefined) problems.push(`auth.htpasswd: ${auth.htpasswd} has no users (add one with berth passwd)`)
     }
   }
+  if (auth?.token !== undefined) {
+    const key = read('auth.token.key', auth.token.key)
+    const cert = read('auth.token.cert', auth.token.cert)
+    if (key && cert) {
+      try { new TokenIssuer(auth.token) } catch (err) { problems.push(`auth.token: ${(err as Error).message}`) } // eslint-disable-line no-new
+    }
+  }
+  if (auth?.ldap?.bindPasswordFile !== undefined) read('auth.ldap.bindPasswordFile', auth.ldap.bindPasswordFile)
+  if (auth?.ldap?.tls.ca !== undefined) pemCertificate('auth.ldap.tls.ca', auth.ldap.tls.ca)
+  if (config.tls?.clientCa !== undefined) pemCertificate('tls.clientCa', config.tls.clientCa)
   if (config.cache) {
     const why = dirProblem(config.cache.dir)
     if (why) problems.push(`cache.dir: ${why}`)
@@ -114,9 +127,14 @@ function ruleProblems (config: BerthConfig): string[] {
   }
   const auth = config.auth
   if (!auth) return problems
+  if (auth.htpasswd === undefined && auth.ldap === undefined && auth.clientCertificate === undefined) problems.push('auth: expected htpasswd, ldap or clientCertificate (where users come from)')
+  if (auth.clientCertificate !== undefined && tls?.clientCa === undefined) problems.push('auth.clientCertificate: needs tls.clientCa (the CA whose client certificates name users)')
+  if (auth.ldap !== undefined && (auth.ldap.bindPassword === undefined) === (auth.ldap.bindPasswordFile === undefined)) problems.push('auth.ldap: expected one of bindPassword or bindPasswordFile')
+  if (auth.token !== undefined && tls === undefined) problems.push('auth.token: needs tls (clients send their passwords to /token)')
   auth.access?.forEach((rule, i) => {
     if ((rule.users?.length ?? 0) + (rule.groups?.length ?? 0) === 0) problems.push(`auth.access[${i}]: expected users or groups (for clients without credentials use auth.anonymous)`)
-    for (const g of rule.groups ?? []) {
+    // Directory groups are known only at login: with ldap, any group name may be one.
+    for (const g of auth.ldap === undefined ? rule.groups ?? [] : []) {
       if (!Object.hasOwn(auth.groups, g)) problems.push(`auth.access[${i}].groups: unknown group ${show(g)} (define it under auth.groups)`)
     }
   })
@@ -124,7 +142,18 @@ function ruleProblems (config: BerthConfig): string[] {
 }
 
 function resolvePaths (config: BerthConfig, dir: string): void {
-  if (config.auth) config.auth.htpasswd = resolve(dir, config.auth.htpasswd)
+  const auth = config.auth
+  if (auth) {
+    if (auth.htpasswd !== undefined) auth.htpasswd = resolve(dir, auth.htpasswd)
+    auth.keys = resolve(auth.htpasswd !== undefined ? dirname(auth.htpasswd) : dir, auth.keys ?? 'keys.json')
+    if (auth.token !== undefined) {
+      auth.token.key = resolve(dir, auth.token.key)
+      auth.token.cert = resolve(dir, auth.token.cert)
+    }
+    if (auth.ldap?.bindPasswordFile !== undefined) auth.ldap.bindPasswordFile = resolve(dir, auth.ldap.bindPasswordFile)
+    if (auth.ldap?.tls.ca !== undefined) auth.ldap.tls.ca = resolve(dir, auth.ldap.tls.ca)
+  }
+  if (config.tls?.clientCa !== undefined) config.tls.clientCa = resolve(dir, config.tls.clientCa)
   if (config.cache) config.cache.dir = resolve(dir, config.cache.dir)
   for (const p of config.plugins) p.path = resolve(dir, p.path)
   if (config.tls) {
@@ -221,18 +250,25 @@ export function configWarnings (config: BerthConfig): string[] {
   if (everywhere && auth.anonymous?.actions.some((a) => a === 'push' || a === 'delete') === true) {
     warnings.push(`auth.anonymous allows ${auth.anonymous.actions.join(', ')} on a listener on every address (${config.listen.host}): anyone can push there`)
   }
+  // Users from a directory or certificates are known only when they log in.
+  if (auth.htpasswd === undefined || auth.ldap !== undefined || auth.clientCertificate !== undefined) return warnings
+  const htpasswd = auth.htpasswd
   let users: Set<string>
   try {
-    users = new Set(parseHtpasswd(readFileSync(auth.htpasswd, 'utf8'), auth.htpasswd).users.keys())
+    users = new Set(parseHtpasswd(readFileSync(htpasswd, 'utf8'), htpasswd).users.keys())
   } catch { return warnings } // reported as a problem already
+  try {
+    // An access key's user need not have a password.
+    for (const k of (JSON.parse(readFileSync(auth.keys as string, 'utf8')) as { keys?: Array<{ user?: string }> }).keys ?? []) if (typeof k.user === 'string') users.add(k.user)
+  } catch {} // no keys file (or a broken one: berth start says so)
   const unknown = (names: string[] | undefined) => (names ?? []).filter((n) => !users.has(n))
   for (const [group, members] of Object.entries(auth.groups)) {
     const missing = unknown(members)
-    if (missing.length > 0) warnings.push(`auth.groups.${group}: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in ${auth.htpasswd}`)
+    if (missing.length > 0) warnings.push(`auth.groups.${group}: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in ${htpasswd}`)
   }
   auth.access?.forEach((rule, i) => {
     const missing = unknown(rule.users)
-    if (missing.length > 0) warnings.push(`auth.access[${i}].users: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in ${auth.htpasswd}`)
+    if (missing.length > 0) warnings.push(`auth.access[${i}].users: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in ${htpasswd}`)
   })
   return warnings
 }

@@ -64,6 +64,8 @@ export const ConfigSchema = Type.Object({
       renewBefore: Duration('30d', 'Renew when the certificate has less than this left.'),
       checkInterval: Duration('12h', 'How often berth looks at the stored certificate (picking up one another replica renewed) and whether renewal is due; also the longest wait between two attempts after a failure (retries back off from 2 s).')
     }, 'Certificates from an ACME CA (Let\'s Encrypt, ZeroSSL, step-ca), instead of `cert` and `key`: obtained at start (berth serves a temporary self-signed certificate until then), renewed in the background and swapped in without dropping a connection.', true)),
+    clientCa: Type.Optional(FilePath('PEM CA whose client certificates berth asks for (mutual TLS); with `auth.clientCertificate` a certificate names the user.')),
+    clientAuth: Type.Union([Type.Literal('optional'), Type.Literal('required')], { default: 'optional', description: 'With `clientCa`: `optional` (clients without a certificate use a password) or `required` (the handshake fails without a valid one).', expected: 'optional or required' }),
     minVersion: Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], { default: 'TLSv1.2', description: 'Oldest TLS version accepted.', expected: 'TLSv1.2 or TLSv1.3' }),
     ciphers: Type.String({ default: DEFAULT_CIPHERS, minLength: 1, description: 'OpenSSL cipher string (nginx `ssl_ciphers`). Default: ECDHE with AEAD only, plus TLS 1.3.' }),
     preferServerCiphers: Type.Boolean({ default: true, description: 'nginx `ssl_prefer_server_ciphers`.' }),
@@ -110,7 +112,33 @@ export const ConfigSchema = Type.Object({
   }, 'Upstream registries.', true),
   auth: Type.Optional(Section({
     realm: Type.String({ default: 'Registry', pattern: '^[^"\\\\\\x00-\\x1f\\x7f]*$', description: 'The realm of the Basic challenge (nginx `auth_basic`).', expected: 'text without quotes, backslashes or control characters' }),
-    htpasswd: FilePath('Apache htpasswd file (nginx `auth_basic_user_file`): apr1, bcrypt, SHA-1, SHA-256/512-crypt. Watched: changes apply within 2 s.'),
+    htpasswd: Type.Optional(FilePath('Apache htpasswd file (nginx `auth_basic_user_file`): apr1, bcrypt, SHA-1, SHA-256/512-crypt. Watched: changes apply within 2 s. Optional when users come from `ldap` or client certificates.')),
+    keys: Type.Optional(FilePath('Access keys file (`berth key create|list|revoke`): each key\'s hash, user, scope and expiry. Watched: a revocation applies within 2 s. Default: `keys.json` beside the htpasswd file (or the configuration file); absent file = no keys.')),
+    ldap: Type.Optional(Section({
+      url: Type.String({ pattern: '^ldaps?://', description: 'Directory server, `ldap://` or `ldaps://` (host:port).', expected: 'an ldap:// or ldaps:// URL' }),
+      bindDn: Type.String({ minLength: 1, description: 'The service account that searches for users.', expected: 'a DN like cn=berth,dc=example,dc=org' }),
+      bindPassword: Type.Optional(Type.String({ description: 'Its password (prefer `bindPasswordFile`).' })),
+      bindPasswordFile: Type.Optional(FilePath('A file holding its password (a Kubernetes or Docker secret); relative to the config file.')),
+      userBase: Type.String({ minLength: 1, description: 'Where users are searched (subtree).', expected: 'a DN like ou=people,dc=example,dc=org' }),
+      userFilter: Type.String({ default: '(uid={user})', pattern: '\\{user\\}', description: 'Search filter; `{user}` is the login name, escaped (RFC 4515). Active Directory: `(sAMAccountName={user})`.', expected: 'an LDAP filter containing {user}' }),
+      groupAttribute: Type.String({ default: 'memberOf', minLength: 1, description: 'Attribute of the user entry listing their groups; each value\'s first RDN (`cn=devs,ou=groups,…` → `devs`) is a group name for `access` rules.' }),
+      tls: Section({
+        ca: Type.Optional(FilePath('PEM CA of the directory\'s certificate (ldaps://); default: the system CAs.'))
+      }, 'TLS toward the directory (always verified).'),
+      timeout: Duration('5s', 'Time the directory may take to connect or answer; past it, logins get 503.'),
+      cacheFor: Duration('5m', 'How long a verified bind is believed without asking the directory again (a password changed there is seen after this at most).')
+    }, 'Users from an LDAP directory: a login searches the user\'s entry as `bindDn`, then binds as it with the password. Users of the htpasswd file are checked there first. A directory that cannot answer fails closed (503).', true)),
+    clientCertificate: Type.Optional(Section({
+      user: Type.Union([Type.Literal('cn'), Type.Literal('san-email'), Type.Literal('san-dns')], { default: 'cn', description: 'Which field of a client certificate (signed by `tls.clientCa`) names the user: the subject\'s CN, the first e-mail or the first DNS name of its subject alternative names.', expected: 'cn, san-email or san-dns' })
+    }, 'Mutual TLS: a client presenting a certificate from `tls.clientCa` and no credentials is that user, for the access rules.', true)),
+    token: Type.Optional(Section({
+      issuer: Type.String({ default: 'berth', minLength: 1, description: 'The tokens\' `iss`; the registry\'s `auth.token.issuer`.' }),
+      service: Type.String({ default: 'registry', minLength: 1, description: 'The tokens\' audience; the registry\'s `auth.token.service`.' }),
+      key: FilePath('PEM private key that signs the tokens (EC P-256 or RSA; `berth token-cert` makes one); relative to the config file.'),
+      cert: FilePath('Its PEM certificate: the registry\'s `auth.token.rootcertbundle`.'),
+      ttl: Duration('5m', 'Token lifetime.'),
+      realm: Type.Optional(Type.String({ pattern: '^https?://', description: 'The token URL clients are sent to; default: `https://` + the host the client used (or `listen.publicHost`) + `/token`. Set the registry\'s `auth.token.realm` to the same.', expected: 'a URL like https://registry.example.com/token' }))
+    }, 'Token mode: berth is the registry\'s token server (`GET`/`POST /token`) and the registry checks every request itself. See docs/identity.md.', true)),
     groups: Type.Record(Type.String(), Names('Members.'), { default: {}, description: 'Named groups of users, for `access` rules.', expected: 'a map of group name to a list of user names' }),
     access: Type.Optional(Type.Array(Type.Object({
       users: Type.Optional(Names('Users the rule applies to.')),

@@ -5,10 +5,11 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 
 // RFC 9110 7.6.1, plus `trailer` and the non-standard `proxy-connection`. Never forwarded either way.
+import { HOST } from '../registry/target.js'
+
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 /** A name berth never forwards from a client it does not trust: the registry reads them to build URLs. */
 const FORWARDING = /^(?:x-forwarded-|forwarded$|x-real-ip$)/
-const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
 
 function connectionTokens (value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null

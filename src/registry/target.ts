@@ -11,7 +11,7 @@ export type Target =
   /** framing: smuggling material, close; absolute: not a path, close; path: not canonical; name: NAME_INVALID */
   | { refused: 'framing' | 'absolute' | 'path' | 'name', message: string }
 
-const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
+export const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
 
 type Request = Pick<IncomingMessage, 'httpVersion' | 'httpVersionMajor' | 'httpVersionMinor' | 'rawHeaders' | 'headers' | 'url'>
 
@@ -28,6 +28,8 @@ function framingProblem (req: Request): string | null {
   // Stryker disable next-line ConditionalExpression: equivalent, HOST.test(undefined) reads "undefined", a valid host name
   if (host !== undefined && !HOST.test(host)) return 'Host is not a host name or address with an optional port'
   if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return 'Transfer-Encoding on HTTP/1.0'
+  // berth's own token endpoint takes the OAuth2 form; it is never forwarded to the registry.
+  if (req.url === '/token' || req.url?.startsWith('/token?') === true) return null
   return formBodyProblem(req.headers, raw)
 }
 

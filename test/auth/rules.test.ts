@@ -4,8 +4,11 @@ import assert from 'node:assert/strict'
 import { AccessPolicy, decide, globToRegExp } from '../../src/auth/rules.js'
 import { parseRegistryPath } from '../../src/registry/path.js'
 import { parseConfig } from '../../src/config/load.js'
+import type { BerthUser } from '../../src/types.js'
 
 const rules = (yaml: string) => new AccessPolicy(parseConfig(`upstream: { servers: [ { url: "http://127.0.0.1:1" } ] }\nauth:\n  htpasswd: /x\n${yaml}`, '/x.yaml').auth as NonNullable<ReturnType<typeof parseConfig>['auth']>)
+/** A user as the auth plugin makes one (null: anonymous). */
+const who = (name: string | null): BerthUser | null => name === null ? null : { name }
 const policy = rules(`
   groups: { readers: [alice] }
   access:
@@ -17,7 +20,7 @@ const policy = rules(`
 `)
 const verdict = (user: string | null, method: string, url: string) => {
   const path = url.split('?')[0]
-  const v = decide(policy, user, parseRegistryPath(path), method, url)
+  const v = decide(policy, who(user), parseRegistryPath(path), method, url)
   return v.allowed ? 'allowed' : v.why
 }
 
@@ -55,21 +58,21 @@ test('a mount needs pull on every `from`; a bad name is NAME_INVALID', () => {
 test('the catalog: refused without a catalog rule; filtered to what a catalog rule covers and the user may pull', () => {
   assert.equal(verdict('bot', 'GET', '/v2/_catalog'), 'denied')
   assert.equal(verdict(null, 'GET', '/v2/_catalog'), 'challenge')
-  const v = decide(policy, 'lister', parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog')
+  const v = decide(policy, who('lister'), parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog')
   assert.ok(v.allowed && v.catalog !== null)
   assert.deepEqual(['team/a', 'team/b', 'team/a/deep', 'public/x', 'other'].filter(v.catalog), ['team/a'])
   const open = rules('')
-  const all = decide(open, 'anyone', parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog')
+  const all = decide(open, who('anyone'), parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog')
   assert.deepEqual(all, { allowed: true, catalog: null }, 'no rules: every user lists everything, unfiltered')
 })
 
 test('a refusal says which action on which repository; a request that is no API call, or no action at all, is not-api', () => {
-  const v = decide(policy, 'alice', parseRegistryPath('/v2/team/app/manifests/v1'), 'PUT', '/v2/team/app/manifests/v1')
+  const v = decide(policy, who('alice'), parseRegistryPath('/v2/team/app/manifests/v1'), 'PUT', '/v2/team/app/manifests/v1')
   assert.deepEqual(v, { allowed: false, why: 'denied', action: 'push', repository: 'team/app' })
-  const from = decide(policy, 'bot', parseRegistryPath('/v2/team/x/blobs/uploads/'), 'POST', '/v2/team/x/blobs/uploads/?mount=sha256:a&from=private/y')
+  const from = decide(policy, who('bot'), parseRegistryPath('/v2/team/x/blobs/uploads/'), 'POST', '/v2/team/x/blobs/uploads/?mount=sha256:a&from=private/y')
   assert.deepEqual(from, { allowed: false, why: 'denied', action: 'pull', repository: 'private/y' })
-  assert.deepEqual(decide(policy, 'bot', parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog'), { allowed: false, why: 'denied', action: 'catalog', repository: undefined })
-  assert.deepEqual(decide(policy, 'bot', null, 'GET', '/v2/'), { allowed: false, why: 'not-api' })
+  assert.deepEqual(decide(policy, who('bot'), parseRegistryPath('/v2/_catalog'), 'GET', '/v2/_catalog'), { allowed: false, why: 'denied', action: 'catalog', repository: undefined })
+  assert.deepEqual(decide(policy, who('bot'), null, 'GET', '/v2/'), { allowed: false, why: 'not-api' })
   assert.equal(verdict('bot', 'PUT', '/v2/team/app/manifests/v1?from=private/y'), 'allowed', 'a `from` outside an upload names nothing')
   assert.equal(verdict('bot', 'POST', '/v2/team/app/manifests/v1?from=private/y'), 'allowed', 'nor on a POST elsewhere')
 })
@@ -81,25 +84,25 @@ test('rules: groups expand to their members, any of a rule\'s globs may match, n
     - { groups: [ops, empty], users: [erin], repositories: ["infra/*", "tools/**"], actions: [pull] }
 `)
   for (const user of ['carol', 'dave', 'erin']) {
-    assert.equal(many.allows(user, 'pull', 'infra/x'), true, user)
-    assert.equal(many.allows(user, 'pull', 'tools/a/b'), true, `${user}: the second glob`)
-    assert.equal(many.allows(user, 'pull', 'other/x'), false, user)
+    assert.equal(many.allows(who(user), 'pull', 'infra/x'), true, user)
+    assert.equal(many.allows(who(user), 'pull', 'tools/a/b'), true, `${user}: the second glob`)
+    assert.equal(many.allows(who(user), 'pull', 'other/x'), false, user)
   }
-  assert.equal(many.allows('frank', 'pull', 'infra/x'), false)
-  assert.equal(many.allows(null, 'pull', 'infra/x'), false)
+  assert.equal(many.allows(who('frank'), 'pull', 'infra/x'), false)
+  assert.equal(many.allows(who(null), 'pull', 'infra/x'), false)
   const none = rules('')
-  assert.equal(none.allows('anyone', 'delete', 'x/y'), true)
-  assert.equal(none.allows(null, 'pull', 'x/y'), false, 'anonymous clients need an anonymous rule')
-  assert.equal(none.catalogFilter(null), null)
+  assert.equal(none.allows(who('anyone'), 'delete', 'x/y'), true)
+  assert.equal(none.allows(who(null), 'pull', 'x/y'), false, 'anonymous clients need an anonymous rule')
+  assert.equal(none.catalogFilter(who(null)), null)
   const anon = rules(`
   access:
     - { users: [bot], repositories: ["**"], actions: [pull] }
   anonymous: { repositories: ["public/**"], actions: [pull, catalog] }
 `)
-  const listing = anon.catalogFilter(null)
+  const listing = anon.catalogFilter(who(null))
   assert.ok(listing !== null)
   assert.deepEqual(['public/a', 'private/a'].filter(listing), ['public/a'], 'an anonymous catalog is filtered too')
-  const anonOnly = rules('  anonymous: { repositories: ["public/**"], actions: [pull, catalog] }\n').catalogFilter(null)
+  const anonOnly = rules('  anonymous: { repositories: ["public/**"], actions: [pull, catalog] }\n').catalogFilter(who(null))
   assert.ok(anonOnly !== null)
   assert.deepEqual(['public/a', 'private/a'].filter(anonOnly), ['public/a'], 'also without access rules')
 })

@@ -54,7 +54,7 @@ async function httpsStatus (port: number, ca: Buffer, path = '/v2/'): Promise<nu
 export interface Registry extends Proc { port: number, url: string, dir: string }
 
 /** `docker-registry serve config.yml` with TLS on a free loopback port. */
-export async function startRegistry (t: { after: (fn: () => Promise<void> | void) => void }, dir: string, opts: { storage?: string, port?: number } = {}): Promise<Registry> {
+export async function startRegistry (t: { after: (fn: () => Promise<void> | void) => void }, dir: string, opts: { storage?: string, port?: number, token?: { realm: string, service: string, issuer: string, rootcertbundle: string } } = {}): Promise<Registry> {
   requireTool('docker-registry', 'docker-registry')
   const c = await testCerts()
   const port = opts.port ?? await freePort()
@@ -69,11 +69,14 @@ export async function startRegistry (t: { after: (fn: () => Promise<void> | void
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '  secret: berth-e2e-shared-secret',
-    `  tls: { certificate: ${c.cert}, key: ${c.key} }`
+    `  tls: { certificate: ${c.cert}, key: ${c.key} }`,
+    // Token mode: the registry itself checks a token on every request.
+    ...(opts.token === undefined ? [] : [`auth: { token: ${JSON.stringify(opts.token)} }`])
   ].join('\n'))
   const proc = track(spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
   const ca = readFileSync(c.caCert)
-  for (let i = 0; i < 200 && await httpsStatus(port, ca) !== 200; i++) {
+  const ready = opts.token === undefined ? 200 : 401
+  for (let i = 0; i < 200 && await httpsStatus(port, ca) !== ready; i++) {
     if (proc.child.exitCode !== null) assert.fail(`docker-registry exited: ${proc.output()}`)
     await sleep(50)
   }

@@ -6,6 +6,7 @@ import { startBerth, startUpstream, request, htpasswdFile, basic, waitFor } from
 const entry: AccessEntry = {
   remoteAddr: '10.0.0.7',
   remoteUser: null,
+  key: null,
   time: new Date(Date.UTC(2026, 10, 29, 16, 58, 53)),
   method: 'GET',
   url: '/v2/app/manifests/v1',
@@ -23,6 +24,8 @@ test('combined format is nginx main plus request time and upstream; quotes escap
   const line = formatCombined(entry)
   assert.match(line, /^10\.0\.0\.7 - - \[\d\d\/Nov\/2026:\d\d:\d\d:53 [+-]\d{4}\] "GET \/v2\/app\/manifests\/v1 HTTP\/1\.1" 200 2624 "-" "docker\/24\.0\.7 go\/go1\.20 \\x22quoted\\x22" rt=0\.012 upstream=127\.0\.0\.1:5000\n$/)
   assert.match(formatCombined({ ...entry, completed: false, upstream: '' }), /upstream=- aborted\n$/)
+  // A request made with an access key names the key after the upstream.
+  assert.match(formatCombined({ ...entry, remoteUser: 'ci-bot', key: '0123456789ab' }), /^10\.0\.0\.7 - ci-bot .* upstream=127\.0\.0\.1:5000 key=0123456789ab\n$/)
   assert.match(timeLocal(new Date()), /^\d\d\/[A-Z][a-z]{2}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$/)
 })
 
