@@ -182,3 +182,28 @@ test('tls.acme: either it or cert and key; http-01 needs httpPort; the directory
     'tls.acme.domains[0]: expected a lower-case DNS name, got "Registry.Example.com"'
   ])
 })
+
+test('identity sections: where users come from, what each needs, and paths beside the files', async (t) => {
+  const TLS = 'tls: { cert: /c, key: /k }\n'
+  assert.deepEqual(problems(MINIMAL + TLS + 'auth: { realm: x }\n'), ['auth: expected htpasswd, ldap or clientCertificate (where users come from)'])
+  assert.deepEqual(problems(MINIMAL + TLS + 'auth: { clientCertificate: { user: cn } }\n'), ['auth.clientCertificate: needs tls.clientCa (the CA whose client certificates name users)'])
+  assert.deepEqual(problems(MINIMAL + TLS + 'auth: { ldap: { url: "ldap://d", bindDn: cn=b, userBase: dc=x } }\n'), ['auth.ldap: expected one of bindPassword or bindPasswordFile'])
+  assert.deepEqual(problems(MINIMAL + 'auth: { htpasswd: /h, token: { key: /k, cert: /c } }\n'), ['auth.token: needs tls (clients send their passwords to /token)'])
+  assert.match(problems(MINIMAL + TLS + 'auth: { htpasswd: /h, ldap: { url: "http://d", bindDn: b, bindPassword: p, userBase: u, userFilter: "(uid=x)" } }\n').join('\n'), /auth\.ldap\.url: expected an ldap:\/\/ or ldaps:\/\/ URL[\s\S]*auth\.ldap\.userFilter: expected an LDAP filter containing \{user\}/)
+  // With a directory, a group the rules name may be one of its groups.
+  const ldap = parseConfig(MINIMAL + TLS + 'auth: { ldap: { url: "ldaps://d:636", bindDn: b, bindPasswordFile: pw, userBase: u }, access: [ { groups: [devs], repositories: ["**"], actions: [pull] } ] }\n', '/etc/berth/berth.yaml')
+  assert.equal(ldap.auth?.ldap?.bindPasswordFile, '/etc/berth/pw')
+  assert.equal(ldap.auth?.keys, '/etc/berth/keys.json', 'without htpasswd: keys beside the configuration')
+  const keys = parseConfig(MINIMAL + TLS + 'auth: { htpasswd: users/htpasswd, token: { key: t.key, cert: t.crt } }\n', '/etc/berth/berth.yaml')
+  assert.equal(keys.auth?.keys, '/etc/berth/users/keys.json', 'keys beside the htpasswd file')
+  assert.deepEqual(keys.auth?.token, { issuer: 'berth', service: 'registry', key: '/etc/berth/t.key', cert: '/etc/berth/t.crt', ttl: 300_000 })
+  // The token key and certificate must belong together.
+  const dir = tempDir(t)
+  const c = await testCerts()
+  const { makeTokenCert } = await import('../../src/certs.js')
+  const tk = await makeTokenCert(dir, 'x')
+  writeFileSync(join(dir, 'htpasswd'), 'u:$apr1$x$y\n')
+  const file = join(dir, 'berth.yaml')
+  writeFileSync(file, MINIMAL + `tls: { cert: ${c.cert}, key: ${c.key} }\nauth: { htpasswd: htpasswd, token: { key: ${c.key}, cert: ${tk.cert} } }\n`)
+  await assert.rejects(loadConfig(file), (err: ConfigError) => err.problems.some((p) => /auth\.token: .*its first certificate is not for the key/.test(p)))
+})

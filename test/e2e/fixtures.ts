@@ -222,3 +222,50 @@ export function skopeo (args: string[]): Promise<{ code: number | null, stdout: 
 }
 
 export { sha256 }
+
+export interface Directory extends Proc { url: string, port: number }
+
+/**
+ * OpenLDAP's slapd (Debian's package) in `dir`, on a free loopback port: dc=example,dc=org with the
+ * memberof overlay, a service account cn=berth,ou=services (password `berth-pw`), and for each user
+ * uid=NAME,ou=people (password `NAME-pw`) in the groups given (groupOfNames under ou=groups).
+ */
+export async function startSlapd (t: { after: (fn: () => Promise<void> | void) => void }, dir: string, users: Record<string, string[]>, port?: number): Promise<Directory> {
+  requireTool('slapd', 'slapd')
+  requireTool('ldapadd', 'ldap-utils')
+  mkdirSync(join(dir, 'db'), { recursive: true })
+  const conf = join(dir, 'slapd.conf')
+  writeFileSync(conf, [
+    ...['core', 'cosine', 'inetorgperson', 'nis'].map((s) => `include /etc/ldap/schema/${s}.schema`),
+    'modulepath /usr/lib/ldap',
+    'moduleload back_mdb',
+    'moduleload memberof',
+    `pidfile ${join(dir, 'slapd.pid')}`,
+    'database mdb',
+    'suffix "dc=example,dc=org"',
+    'rootdn "cn=admin,dc=example,dc=org"',
+    'rootpw admin-pw',
+    `directory ${join(dir, 'db')}`,
+    'overlay memberof',
+    'access to attrs=userPassword by anonymous auth by * none',
+    'access to * by dn.exact="cn=berth,ou=services,dc=example,dc=org" read by * none'
+  ].join('\n') + '\n')
+  port ??= await freePort()
+  const url = `ldap://127.0.0.1:${port}`
+  const proc = track(spawn('slapd', ['-f', conf, '-h', `${url}/`, '-d', '0'], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
+  const groups = [...new Set(Object.values(users).flat())]
+  const ldif = [
+    'dn: dc=example,dc=org\nobjectClass: dcObject\nobjectClass: organization\no: example\ndc: example',
+    ...['people', 'groups', 'services'].map((ou) => `dn: ou=${ou},dc=example,dc=org\nobjectClass: organizationalUnit\nou: ${ou}`),
+    'dn: cn=berth,ou=services,dc=example,dc=org\nobjectClass: person\ncn: berth\nsn: berth\nuserPassword: berth-pw',
+    ...Object.keys(users).map((u) => `dn: uid=${u},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nuid: ${u}\ncn: ${u}\nsn: ${u}\nuserPassword: ${u}-pw`),
+    ...groups.map((g) => `dn: cn=${g},ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: ${g}\n${Object.keys(users).filter((u) => users[u].includes(g)).map((u) => `member: uid=${u},ou=people,dc=example,dc=org`).join('\n')}`)
+  ].join('\n\n') + '\n'
+  for (let i = 0; ; i++) {
+    const add = spawnSync('ldapadd', ['-x', '-H', url, '-D', 'cn=admin,dc=example,dc=org', '-w', 'admin-pw'], { input: ldif, encoding: 'utf8' })
+    if (add.status === 0) break
+    if (proc.child.exitCode !== null || i > 100) assert.fail(`slapd did not take the entries: ${add.stderr}\n${proc.output()}`)
+    await sleep(50)
+  }
+  return { ...proc, url, port }
+}

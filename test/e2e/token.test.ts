@@ -134,6 +134,11 @@ test('Basic at the edge gets the Bearer challenge; expired and forged tokens are
   const fresh = await sign(createPrivateKey(readFileSync(tokenKey)), now + 60)
   assert.equal((await direct('GET', '/v2/team/app/tags/list', fresh)).status, 200)
   assert.equal((await request(berth, '/v2/team/app/tags/list', { headers: { authorization: `Bearer ${fresh}` } })).status, 200)
+  // Only the kid (no x5c): the registry finds the key by its libtrust fingerprint in the rootcertbundle.
+  const kidOnly = await new SignJWT({ access: [{ type: 'repository', name: 'team/app', actions: ['pull'] }] })
+    .setProtectedHeader({ alg: header.alg, typ: 'JWT', kid: header.kid }).setIssuer('berth-test').setSubject('alice').setAudience('registry.test')
+    .setIssuedAt(now).setNotBefore(now).setExpirationTime(now + 60).sign(createPrivateKey(readFileSync(tokenKey)))
+  assert.equal((await direct('GET', '/v2/team/app/tags/list', kidOnly)).status, 200)
   // Expired two minutes ago (past the registry's 60 s leeway), and forged with another key.
   const expired = await sign(createPrivateKey(readFileSync(tokenKey)), now - 120)
   const forged = await sign(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, now + 60)
