@@ -16,7 +16,7 @@ COPY bin bin
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 # Defaults; docker-compose.yml mounts ./config over this folder.
-COPY config/docker.yaml /etc/berth/docker.yaml
+COPY config/docker.yaml config/docker-token.yaml /etc/berth/
 USER node
 EXPOSE 8443
 ENTRYPOINT ["node", "bin/berth.js"]

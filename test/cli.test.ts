@@ -157,6 +157,19 @@ test('the Docker image\'s config (config/docker.yaml) passes check once its cert
   assert.equal(r.code, 0, r.stderr)
 })
 
+test('token mode\'s Docker config (config/docker-token.yaml) passes check once its certificates, token key and users exist', async (t) => {
+  const dir = tempDir(t)
+  copyFileSync(join(ROOT, 'config', 'docker-token.yaml'), join(dir, 'docker-token.yaml'))
+  assert.equal((await run(['certs', '--host', 'localhost', '--out', join(dir, 'certs')])).code, 0)
+  const before = await run(['check', '--config', join(dir, 'docker-token.yaml')])
+  assert.match(before.stderr, /auth\.token\.key: .*certs\/token\.key/)
+  assert.equal((await run(['token-cert', '--out', join(dir, 'certs')])).code, 0)
+  mkdirSync(join(dir, 'users'))
+  assert.equal((await run(['passwd', '-c', '-b', '-C', '4', join(dir, 'users', 'htpasswd'), 'alice', 'alice-pw'])).code, 0)
+  const r = await run(['check', '--config', join(dir, 'docker-token.yaml')])
+  assert.equal(r.code, 0, r.stderr)
+})
+
 async function runWithStdin (args: string[], stdin: string): Promise<{ code: number | null, stdout: string, stderr: string }> {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stdout = ''

@@ -243,4 +243,22 @@ test('deploy/: the unit, the logrotate snippet and the sample config agree on th
     assert.equal(status, 200, `${name}: the registry serves /v2/ without auth of its own`)
     registry.kill('SIGTERM')
   }
+  // Token mode's registry config, with a certificate from berth token-cert: it challenges toward berth.
+  const dir = tempDir(t)
+  const port = await freePort()
+  const { makeTokenCert } = await import('../src/certs.js')
+  const { cert } = await makeTokenCert(dir, 'berth')
+  const text = readFileSync(join(ROOT, 'deploy', 'registry', 'registry-token.yml'), 'utf8')
+  const file = join(dir, 'config.yml')
+  writeFileSync(file, text.replace(/rootdirectory: [^ }]+/, `rootdirectory: ${dir}`).replace(/addr: \S+/, `addr: 127.0.0.1:${port}`).replace(/rootcertbundle: \S+/, `rootcertbundle: ${cert}`))
+  const registry = spawn('docker-registry', ['serve', file], { stdio: 'ignore' })
+  t.after(() => { registry.kill('SIGKILL') })
+  let answer: Response | null = null
+  for (let i = 0; i < 200 && answer === null; i++) {
+    answer = await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => null)
+    if (answer === null) await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  assert.equal(answer?.status, 401, 'registry-token.yml: no token, no answer')
+  assert.equal(answer?.headers.get('www-authenticate'), 'Bearer realm="https://registry.example.com/token",service="registry"')
+  registry.kill('SIGTERM')
 })
