@@ -13,10 +13,11 @@
 //   skopeo    skopeo copy push and pull of a 5-layer image (wall time)
 //   cache     repeated pulls of one image through berth's blob cache; ten concurrent pulls of a new one
 //   memory    peak RSS over idle: berth streaming up and down at once; many concurrent downloads, each proxy
+//   token     a pull through berth in token mode (the registry checks berth's tokens) against edge mode
 // Prints a markdown table (one column per peer, and berth against the best of them) and, for a full run,
 // writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
-//   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory]
+//   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory,token]
 //   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned,caddy,haproxy
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -150,11 +151,11 @@ try {
     }
     return out
   }
-  const berthConfig = (name: string, upstreamPort: number, extra = '') => {
+  const berthConfig = (name: string, upstreamPort: number, extra = '', authExtra = '') => {
     writeFileSync(join(dir, `${name}.yaml`), [
       'listen: { host: 127.0.0.1, port: 0 }',
       `tls: { cert: ${files.cert}, key: ${files.key} }`,
-      `auth: { htpasswd: ${htpasswd} }`,
+      `auth: { htpasswd: ${htpasswd}${authExtra} }`,
       `upstream: { servers: [ { url: "https://127.0.0.1:${upstreamPort}" } ], tls: { ca: ${files.caCert} } }`,
       'limits: { maxBodySize: 300m }',
       // the error log on stderr: spawnBerth waits for its "berth listening" line
@@ -163,8 +164,8 @@ try {
     ].join('\n'))
     return join(dir, `${name}.yaml`)
   }
-  const startBerthTarget = async (name: string, upstreamPort: number, extra = ''): Promise<Target> => {
-    const b = await spawnBerth(t, ['--config', berthConfig(name, upstreamPort, extra)], '../bench/entry.js')
+  const startBerthTarget = async (name: string, upstreamPort: number, extra = '', authExtra = ''): Promise<Target> => {
+    const b = await spawnBerth(t, ['--config', berthConfig(name, upstreamPort, extra, authExtra)], '../bench/entry.js')
     return { name: 'berth', port: b.port, pid: b.child.pid as number, creds: users.apr1, kinds: ['apr1', 'bcrypt'] }
   }
   process.env.BERTH_BUILD = SOURCES ? '0' : '1' // read by bench/entry.js in the berth processes
@@ -480,11 +481,65 @@ try {
     )
   }
 
+  // ---- token mode --------------------------------------------------------------------------------
+  const tokenRows: string[] = []
+  if (wanted('token')) {
+    // berth (edge mode, in front of the registry above) against berth in token mode in front of a second
+    // registry that checks berth's tokens itself. Every skopeo run is a new client: it asks /token once
+    // per repository, as a fresh `docker pull` does.
+    const { makeTokenCert } = await import('../src/certs.js')
+    const signing = await makeTokenCert(join(dir, 'token'), 'berth')
+    const tokenRegistryPort = await freePort()
+    const tokenBerth = await startBerthTarget('berth-token', tokenRegistryPort, '', `, token: { key: ${signing.key}, cert: ${signing.cert} }`)
+    await startRegistry(t, join(dir, 'registry-token'), { port: tokenRegistryPort, token: { realm: `https://localhost:${tokenBerth.port}/token`, service: 'registry', issuer: 'berth', rootcertbundle: signing.cert } })
+    const modes = { edge: berth, token: tokenBerth }
+    const images = { small: [1e6], large: layers(IMAGE_MB) }
+    for (const [size, sizes] of Object.entries(images)) {
+      const src = join(dir, `image-token-${size}`)
+      await ociLayout(src, 'v1', sizes, { fast: `token-${size}` })
+      for (const target of Object.values(modes)) await timed(['copy', ...certFlag('dest', target), `oci:${src}:v1`, `docker://localhost:${target.port}/bench/token-${size}:v1`])
+      rmSync(src, { recursive: true, force: true })
+    }
+    const r: Record<string, Record<string, number[]>> = { small: { edge: [], token: [] }, large: { edge: [], token: [] } }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const size of ['small', 'large'] as const) {
+        for (const mode of order(['edge', 'token'] as const, round)) r[size][mode].push(await pull(modes[mode], `docker://localhost:${modes[mode].port}/bench/token-${size}:v1`))
+      }
+      log(`token round ${round + 1}: ${Object.entries(r).map(([k, v]) => `${k} edge ${fmt(v.edge.at(-1), 2)} token ${fmt(v.token.at(-1), 2)}`).join('; ')} s`)
+    }
+    // Per request at the edge: HEAD of a manifest with a token berth verified once (a cache lookup) against
+    // the same with apr1 Basic credentials (a cached credential check), 32 connections.
+    const token = (JSON.parse(curl([...ca, '-u', users.apr1, url(tokenBerth, '/token?service=registry&scope=repository:bench/token-small:pull')])) as { token: string }).token
+    const heads: Record<string, Load[]> = { edge: [], token: [] }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of order(['edge', 'token'] as const, round)) {
+        heads[mode].push(await load({ port: modes[mode].port, path: '/v2/bench/token-small/manifests/v1', method: 'HEAD', headers: { authorization: mode === 'edge' ? basic(users.apr1) : `Bearer ${token}`, accept: 'application/vnd.oci.image.manifest.v1+json' }, connections: CONNECTIONS, seconds: SECONDS, pid: modes[mode].pid }))
+      }
+      log(`token HEAD round ${round + 1}: edge ${fmt(heads.edge.at(-1)?.rps)} req/s, token ${fmt(heads.token.at(-1)?.rps)} req/s`)
+    }
+    await sleep(1500) // berth writes its access log lines at least once a second
+    const tokenLog = readFileSync(join(dir, 'berth-token-access.log'), 'utf8').split('\n')
+    const tokenRequests = tokenLog.filter((l) => l.includes('"GET /token?')).length
+    results.token = { ...r, heads, tokenRequests }
+    tokenRows.push(
+      '| `skopeo copy` pull, median seconds | berth, edge mode | berth, token mode | token / edge |',
+      '| --- | --- | --- | --- |',
+      ...(['small', 'large'] as const).map((size) => {
+        const e = median(r[size].edge)
+        const k = median(r[size].token)
+        return `| ${size === 'small' ? 'one 1 MB layer' : `5 layers, ${5 * IMAGE_MB} MB`} | ${fmt(e, 2)} | ${fmt(k, 2)} | **${fmt(k / e, 2)}x** |`
+      }),
+      `| HEAD manifest, ${CONNECTIONS} connections, req/s | ${fmt(median(heads.edge.map((x) => x.rps)))} | ${fmt(median(heads.token.map((x) => x.rps)))} | **${fmt(median(heads.token.map((x) => x.rps)) / median(heads.edge.map((x) => x.rps)), 2)}x** |`,
+      `| the same, berth's CPU per request, us | ${fmt(median(heads.edge.map((x) => x.cpuPerRequestUs)))} | ${fmt(median(heads.token.map((x) => x.cpuPerRequestUs)))} | **${fmt(median(heads.token.map((x) => x.cpuPerRequestUs)) / median(heads.edge.map((x) => x.cpuPerRequestUs)), 2)}x** |`,
+      `| token requests berth answered (${2 * ROUNDS + 2} pulls and pushes, 1 for the HEADs) | - | ${tokenRequests} | |`
+    )
+  }
+
   const table = [
     `| median of ${ROUNDS} rounds | registry direct | ${PEER_NAMES.join(' | ')} | berth | berth / best peer | target |`,
     `| --- |${' --- |'.repeat(columns.length + 2)}`,
     ...rows
-  ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '')
+  ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '') + (tokenRows.length > 0 ? '\n\n' + tokenRows.join('\n') : '')
   console.log(`\n${table}\n`)
   const machine = { berth: SOURCES ? 'sources through tsx' : 'compiled build', peers: PEER_NAMES, cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
   console.log(`${machine.cores} cores (${machine.cpu}), Node ${machine.node}, berth's ${machine.berth}; ${((Date.now() - started) / 1000).toFixed(0)} s`)

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 test('npm run bench runs every section end to end and prints its table (one tiny round)', { timeout: 300_000 }, async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/run.ts', import.meta.url)), '--only', 'transfer,small,static,401,skopeo,cache,memory'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/run.ts', import.meta.url)), '--only', 'transfer,small,static,401,skopeo,cache,memory,token'], {
     env: { ...process.env, ROUNDS: '1', SECONDS: '0.5', BLOB_MB: '4', IMAGE_MB: '1', MEMORY_MB: '8', DOWNLOADS: '10', BCRYPT_COST: '4' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -29,5 +29,8 @@ test('npm run bench runs every section end to end and prints its table (one tiny
   const proxyBound = lines.findIndex((l) => l.includes('against an upstream answering from memory'))
   assert.ok(proxyBound > 0, `the proxy-bound rows in:\n${out}`)
   assert.match(lines[proxyBound + 1], /^\| GET \/v2\/, apr1 user: req\/s .*\*\*\d+\.\d\dx\*\*/)
+  // Token mode against edge mode: a ratio per row, and the token requests berth answered.
+  for (const name of ['one 1 MB layer', '5 layers, 5 MB', 'HEAD manifest, 32 connections', 'the same, berth\'s CPU per request']) assert.match(rowOf(name), /\*\*\d+\.\d\dx\*\*/, rowOf(name))
+  assert.match(rowOf('token requests berth answered'), /\| - \| [1-9]\d* \|/)
   assert.match(rowOf('10 concurrent downloads'), /^\| 10 concurrent downloads of a 16 MiB blob( \| \d+\.\d){5} \|/)
 })
