@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `npm test` needs besides npm packages: Debian's registry, skopeo, htpasswd, nginx, curl,
-# testssl.sh, pebble, caddy and haproxy (the end-to-end tests, the htpasswd fixtures, the TLS scan, the
-# ACME CA, the benchmark's smoke test with its peers).
+# testssl.sh, pebble, caddy, haproxy, OpenLDAP's slapd and ldapadd, and openssl (the end-to-end tests, the
+# htpasswd fixtures, the TLS scan, the ACME CA, the benchmark's smoke test with its peers, the directory
+# and the client certificates of the identity tests).
 # Installs the missing ones when it may (root, or passwordless sudo, with apt-get); otherwise names the
 # exact command and fails, so that no test is skipped for a missing tool. `npm test` runs this first
 # (pretest), and CI runs `npm test`: one list, used by both.
@@ -18,11 +19,15 @@ tools=(
   "pebble pebble"
   "caddy caddy"
   "haproxy haproxy"
+  "slapd slapd"
+  "ldapadd ldap-utils"
+  "openssl openssl"
 )
 missing=()
 for entry in "${tools[@]}"; do
   set -- $entry
-  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+  # slapd lives in /usr/sbin, which a non-root PATH may lack (the tests look there too)
+  command -v "$1" >/dev/null 2>&1 || { [ "$1" = slapd ] && [ -x /usr/sbin/slapd ]; } || missing+=("$2")
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

@@ -39,8 +39,10 @@ export class LdapDirectory {
   readonly cache: CredentialCache<BerthUser>
   #bindPassword: string
   #ca: Buffer | undefined
-  /** Binds run against the directory (cache hits run none). */
+  /** Binds run against the directory (cache hits and coalesced checks run none). */
   binds = 0
+  /** Checks under way, by cache key: 32 connections opening with one credential ask the directory once. */
+  #inFlight = new Map<string, Promise<BerthUser | null>>()
 
   constructor (config: LdapConfig, cacheSize: number) {
     this.config = config
@@ -60,6 +62,14 @@ export class LdapDirectory {
     const key = this.cache.keyOf(user, password)
     const cached = this.cache.get(key)
     if (cached !== undefined && cached.name === user) return cached
+    const pending = this.#inFlight.get(key)
+    if (pending !== undefined) return await pending
+    const check = this.#check(key, user, password).finally(() => this.#inFlight.delete(key))
+    this.#inFlight.set(key, check)
+    return await check
+  }
+
+  async #check (key: string, user: string, password: string): Promise<BerthUser | null> {
     const service = this.#client()
     let dn: string
     let groups: string[]

@@ -2,7 +2,7 @@
 // same `berth start` process the Docker image runs, OCI image layouts for skopeo.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { createGzip } from 'node:zlib'
 import { join } from 'node:path'
@@ -223,7 +223,7 @@ export function skopeo (args: string[]): Promise<{ code: number | null, stdout: 
 
 export { sha256 }
 
-export interface Directory extends Proc { url: string, port: number }
+export interface Directory extends Proc { url: string, port: number, /** ldaps:// on a second port, with the test certificate. */ tlsUrl: string }
 
 /**
  * OpenLDAP's slapd (Debian's package) in `dir`, on a free loopback port: dc=example,dc=org with the
@@ -231,9 +231,11 @@ export interface Directory extends Proc { url: string, port: number }
  * uid=NAME,ou=people (password `NAME-pw`) in the groups given (groupOfNames under ou=groups).
  */
 export async function startSlapd (t: { after: (fn: () => Promise<void> | void) => void }, dir: string, users: Record<string, string[]>, port?: number): Promise<Directory> {
-  requireTool('slapd', 'slapd')
+  const slapdBin = existsSync('/usr/sbin/slapd') ? '/usr/sbin/slapd' : 'slapd' // /usr/sbin: not on every PATH
+  if (slapdBin === 'slapd') requireTool('slapd', 'slapd')
   requireTool('ldapadd', 'ldap-utils')
   mkdirSync(join(dir, 'db'), { recursive: true })
+  const certs = await testCerts()
   const conf = join(dir, 'slapd.conf')
   writeFileSync(conf, [
     ...['core', 'cosine', 'inetorgperson', 'nis'].map((s) => `include /etc/ldap/schema/${s}.schema`),
@@ -247,12 +249,15 @@ export async function startSlapd (t: { after: (fn: () => Promise<void> | void) =
     'rootpw admin-pw',
     `directory ${join(dir, 'db')}`,
     'overlay memberof',
+    `TLSCertificateFile ${certs.cert}`,
+    `TLSCertificateKeyFile ${certs.key}`,
     'access to attrs=userPassword by anonymous auth by * none',
     'access to * by dn.exact="cn=berth,ou=services,dc=example,dc=org" read by * none'
   ].join('\n') + '\n')
   port ??= await freePort()
   const url = `ldap://127.0.0.1:${port}`
-  const proc = track(spawn('slapd', ['-f', conf, '-h', `${url}/`, '-d', '0'], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
+  const tlsUrl = `ldaps://127.0.0.1:${await freePort()}`
+  const proc = track(spawn(slapdBin, ['-f', conf, '-h', `${url}/ ${tlsUrl}/`, '-d', '0'], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
   const groups = [...new Set(Object.values(users).flat())]
   const ldif = [
     'dn: dc=example,dc=org\nobjectClass: dcObject\nobjectClass: organization\no: example\ndc: example',
@@ -267,5 +272,5 @@ export async function startSlapd (t: { after: (fn: () => Promise<void> | void) =
     if (proc.child.exitCode !== null || i > 100) assert.fail(`slapd did not take the entries: ${add.stderr}\n${proc.output()}`)
     await sleep(50)
   }
-  return { ...proc, url, port }
+  return { ...proc, url, port, tlsUrl }
 }

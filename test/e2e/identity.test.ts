@@ -97,6 +97,16 @@ test('LDAP: directory groups map to the rules, binds are cached, a directory out
   assert.equal(await status(basic('carol', 'x)(uid=*')), 401, 'filter characters are escaped')
   assert.equal(await status(basic('alice')), 200, 'htpasswd users beside the directory')
 
+  // ldaps:// with the directory's CA: verified; without it (the system CAs), the login fails closed.
+  const ldaps = async (ca: string | undefined) => {
+    const b = await startBerth(ctx, [registry.url], { auth: { ldap: { url: slapd.tlsUrl, bindDn: 'cn=berth,ou=services,dc=example,dc=org', bindPassword: 'berth-pw', userBase: 'ou=people,dc=example,dc=org', ...(ca === undefined ? {} : { tls: { ca } }) } } })
+    const r = await request(b, '/v2/', { headers: { authorization: basic('carol') } })
+    await b.close()
+    return r.status
+  }
+  assert.equal(await ldaps((await testCerts()).caCert), 200)
+  assert.equal(await ldaps(undefined), 503, 'a directory certificate that does not verify is an outage, never a login')
+
   await slapd.stop()
   // A bind verified before is still believed; a new one cannot be checked: 503, and a clear error line.
   assert.equal(await status(basic('carol')), 200)
