@@ -49,7 +49,7 @@ export function schemaProblems (raw: unknown): string[] {
 const NGINX_KEYS: Record<string, string> = {
   listen: 'listen.port', server_name: 'listen.publicHost', ssl_certificate: 'tls.cert', ssl_certificate_key: 'tls.key',
   ssl_protocols: 'tls.minVersion', ssl_ciphers: 'tls.ciphers', ssl_prefer_server_ciphers: 'tls.preferServerCiphers',
-  ssl_session_timeout: 'tls.sessionTimeout', proxy_pass: 'upstream.servers[].url', upstream: 'upstream.servers',
+  ssl_session_timeout: 'tls.sessionTimeout', ssl_client_certificate: 'tls.clientCa', ssl_verify_client: 'tls.clientAuth', proxy_pass: 'upstream.servers[].url', upstream: 'upstream.servers',
   server: 'upstream.servers[].url', max_fails: 'upstream.servers[].maxFails', fail_timeout: 'upstream.servers[].failTimeout',
   weight: 'upstream.servers[].weight', backup: 'upstream.servers[].backup', least_conn: 'upstream.balance: least_conn',
   proxy_connect_timeout: 'upstream.timeouts.connect', proxy_read_timeout: 'upstream.timeouts.idle', proxy_send_timeout: 'upstream.timeouts.idle',
@@ -57,7 +57,7 @@ const NGINX_KEYS: Record<string, string> = {
   proxy_next_upstream_timeout: 'upstream.nextUpstream.timeout', proxy_ssl_trusted_certificate: 'upstream.tls.ca',
   proxy_ssl_verify: 'upstream.tls.verify', check: 'upstream.healthCheck', client_max_body_size: 'limits.maxBodySize',
   client_header_timeout: 'timeouts.header', client_body_timeout: 'timeouts.clientIdle', send_timeout: 'timeouts.clientIdle',
-  auth_basic: 'auth.realm', auth_basic_user_file: 'auth.htpasswd', set_real_ip_from: 'trustedProxies', real_ip_header: 'trustedProxies',
+  auth_basic: 'auth.realm', auth_basic_user_file: 'auth.htpasswd', auth_ldap: 'auth.ldap', auth_ldap_servers: 'auth.ldap', ldap_server: 'auth.ldap', set_real_ip_from: 'trustedProxies', real_ip_header: 'trustedProxies',
   access_log: 'log.access', error_log: 'log.error', log_format: 'log.format', pid: 'pidFile',
   proxy_buffering: '(nothing: berth always streams)', proxy_request_buffering: '(nothing: berth always streams)',
   chunked_transfer_encoding: '(nothing: berth passes chunked bodies through)'

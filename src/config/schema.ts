@@ -113,7 +113,7 @@ export const ConfigSchema = Type.Object({
   auth: Type.Optional(Section({
     realm: Type.String({ default: 'Registry', pattern: '^[^"\\\\\\x00-\\x1f\\x7f]*$', description: 'The realm of the Basic challenge (nginx `auth_basic`).', expected: 'text without quotes, backslashes or control characters' }),
     htpasswd: Type.Optional(FilePath('Apache htpasswd file (nginx `auth_basic_user_file`): apr1, bcrypt, SHA-1, SHA-256/512-crypt. Watched: changes apply within 2 s. Optional when users come from `ldap` or client certificates.')),
-    keys: Type.Optional(FilePath('Access keys file (`berth key create|list|revoke`): each key\'s hash, user, scope and expiry. Watched: a revocation applies within 2 s. Default: `keys.json` beside the htpasswd file (or the configuration file); absent file = no keys.')),
+    keys: Type.Optional(FilePath('Access keys file (`berth key create`, `list`, `revoke`): each key\'s hash, user, scope and expiry. Watched: a revocation applies within 2 s. Default: `keys.json` beside the htpasswd file (or the configuration file); absent file = no keys.')),
     ldap: Type.Optional(Section({
       url: Type.String({ pattern: '^ldaps?://', description: 'Directory server, `ldap://` or `ldaps://` (host:port).', expected: 'an ldap:// or ldaps:// URL' }),
       bindDn: Type.String({ minLength: 1, description: 'The service account that searches for users.', expected: 'a DN like cn=berth,dc=example,dc=org' }),
