@@ -41,8 +41,6 @@ export class LdapDirectory {
   #ca: Buffer | undefined
   /** Binds run against the directory (cache hits and coalesced checks run none). */
   binds = 0
-  /** Checks under way, by cache key: 32 connections opening with one credential ask the directory once. */
-  #inFlight = new Map<string, Promise<BerthUser | null>>()
 
   constructor (config: LdapConfig, cacheSize: number) {
     this.config = config
@@ -59,14 +57,7 @@ export class LdapDirectory {
   async verify (user: string, password: string): Promise<BerthUser | null> {
     // An empty password is an "unauthenticated bind" (RFC 4513 5.1.2) that many servers accept: never a login.
     if (password === '' || user === '') return null
-    const key = this.cache.keyOf(user, password)
-    const cached = this.cache.get(key)
-    if (cached !== undefined && cached.name === user) return cached
-    const pending = this.#inFlight.get(key)
-    if (pending !== undefined) return await pending
-    const check = this.#check(key, user, password).finally(() => this.#inFlight.delete(key))
-    this.#inFlight.set(key, check)
-    return await check
+    return await this.cache.lookup(user, password, (v) => v.name === user, async (key) => await this.#check(key, user, password))
   }
 
   async #check (key: string, user: string, password: string): Promise<BerthUser | null> {

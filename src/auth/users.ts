@@ -37,6 +37,23 @@ export class CredentialCache<V extends {} = string> {
   set (key: string, value: V): void { this.#lru?.set(key, value) }
 
   clear (): void { this.#lru?.clear() }
+
+  #inFlight = new Map<string, Promise<V | null>>()
+  /**
+   * The value remembered for (user, password) when `valid` accepts it; else the check already under way for
+   * the same credential (32 connections opening with one bcrypt credential hash it once); else `run(key)`.
+   * `run` caches what it verified itself (set), so that it can decline when the source changed meanwhile.
+   */
+  async lookup (user: string, password: string, valid: (v: V) => boolean, run: (key: string) => Promise<V | null>): Promise<V | null> {
+    const key = this.keyOf(user, password)
+    const cached = this.get(key)
+    if (cached !== undefined && valid(cached)) return cached
+    const pending = this.#inFlight.get(key)
+    if (pending !== undefined) return await pending
+    const check = run(key).finally(() => this.#inFlight.delete(key))
+    this.#inFlight.set(key, check)
+    return await check
+  }
   get size (): number { return this.#lru?.size ?? 0 }
 }
 
@@ -58,8 +75,6 @@ export class UserStore {
   #users: Map<string, HtpasswdEntry>
   #dummy: Pick<HtpasswdEntry, 'kind' | 'hash'>
   #unwatch: (() => void) | null = null
-  /** Checks under way, by cache key: 32 connections opening with one bcrypt credential hash it once. */
-  #inFlight = new Map<string, Promise<string | null>>()
   #generation = 0
   /** Hash verifications run (cache hits and coalesced checks run none; unknown users run one). */
   hashChecks = 0
@@ -81,13 +96,7 @@ export class UserStore {
 
   /** The user's name when the password is right, else null. Unknown users cost a dummy verification. */
   async verify (user: string, password: string): Promise<string | null> {
-    const key = this.cache.keyOf(user, password)
-    if (this.cache.get(key) === user) return user
-    const pending = this.#inFlight.get(key)
-    if (pending !== undefined) return await pending
-    const check = this.#check(key, user, password).finally(() => this.#inFlight.delete(key))
-    this.#inFlight.set(key, check)
-    return await check
+    return await this.cache.lookup(user, password, (v) => v === user, async (key) => await this.#check(key, user, password))
   }
 
   async #check (key: string, user: string, password: string): Promise<string | null> {

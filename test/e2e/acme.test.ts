@@ -2,7 +2,7 @@
 // berth), names resolved by pebble-challtestsrv's DNS to 127.0.0.1. skopeo reaches `registry.test`
 // through a CONNECT relay (HTTPS_PROXY) to 127.0.0.1, so that TLS is checked against that name and
 // Pebble's root alone.
-import { test, before, after } from 'node:test'
+import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -14,7 +14,7 @@ import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
 import { tempDir, testCerts, spawnBerth, waitFor, sleep } from '../helper.js'
-import { freePort, requireTool, startRegistry, ociLayout, track, type Proc } from './fixtures.js'
+import { freePort, requireTool, startRegistry, ociLayout, track, type Proc, fileContext } from './fixtures.js'
 
 interface Pebble { directory: string, root: string, stop: () => Promise<void> }
 
@@ -94,8 +94,7 @@ function presented (port: number, root: string): Promise<X509Certificate> {
 interface Setup { dir: string, registryUrl: string, registryCa: string, tlsPort: number, httpPort: number, pebble: Pebble, proxy: string }
 
 // One Pebble, one registry and one relay for the file (each berth gets its own storage).
-const cleanups: Array<() => Promise<void> | void> = []
-const holder = { after: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }
+const holder = fileContext()
 let s: Setup
 before(async () => {
   const dir = tempDir(holder)
@@ -105,7 +104,6 @@ before(async () => {
   const proxy = await startRelay(holder)
   s = { dir, registryUrl: registry.url, registryCa: (await testCerts()).caCert, tlsPort, httpPort, pebble, proxy }
 })
-after(async () => { for (const fn of cleanups.reverse()) await fn() })
 
 function berthConfig (name: string, acme: string[], top: string[] = []): string {
   const dir = join(s.dir, name)

@@ -9,8 +9,19 @@ import { join } from 'node:path'
 import net from 'node:net'
 import https from 'node:https'
 import assert from 'node:assert/strict'
+import { after } from 'node:test'
 import { testCerts, sleep, spawnBerth, waitFor } from '../helper.js'
 
+
+/**
+ * For a file whose servers start once (in `before`) and serve every test: a `t`-like context whose
+ * cleanups run, last first, after the file's last test.
+ */
+export function fileContext (): { after: (fn: () => Promise<void> | void) => void } {
+  const cleanups: Array<() => Promise<void> | void> = []
+  after(async () => { for (const fn of cleanups.reverse()) await fn() })
+  return { after: (fn) => { cleanups.push(fn) } }
+}
 
 /** Fails (never skips) when a tool is missing: .ci/run installs them. */
 export function requireTool (cmd: string, pkg: string): void {

@@ -1,7 +1,7 @@
 // berth as the only gate in front of the real registry: every way a request can name a repository is
 // checked, a delete reaches the cache, the registry's upload URLs always point at berth, and the catalog
 // shows only what the rules allow. One registry and one berth for the whole file.
-import { test, after, before } from 'node:test'
+import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -12,11 +12,10 @@ import https from 'node:https'
 import tls from 'node:tls'
 import { once } from 'node:events'
 import { startBerth, request, registryError, waitFor, sleep, basic, type Berth, type Response } from '../helper.js'
-import { startRegistry, sha256, type Registry } from './fixtures.js'
+import { startRegistry, sha256, type Registry, fileContext } from './fixtures.js'
 import { loadConfig } from '../../src/config/load.js'
 
-const cleanups: Array<() => Promise<void> | void> = []
-const ctx = { after: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }
+const ctx = fileContext()
 let dir: string
 let registry: Registry
 let berth: Berth
@@ -24,7 +23,7 @@ const USERS = ['admin', 'alice', 'lister']
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-gate-'))
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+  ctx.after(() => rmSync(dir, { recursive: true, force: true }))
   registry = await startRegistry(ctx, join(dir, 'registry'))
   const htpasswd = join(dir, 'htpasswd')
   writeFileSync(htpasswd, USERS.map((u) => execFileSync('htpasswd', ['-nbB', '-C', '4', u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
@@ -42,9 +41,6 @@ before(async () => {
   })
 })
 
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn()
-})
 
 async function as (user: string | null, method: string, path: string, opts: { headers?: Record<string, string | string[]>, body?: Buffer | string } = {}): Promise<Response> {
   const headers: Record<string, string | string[] | number> = { ...(user === null ? {} : { authorization: basic(user) }), ...opts.headers }

@@ -1,7 +1,7 @@
 // Identity sources in edge mode against the real registry with skopeo: users and groups from a real
 // OpenLDAP (slapd), client certificates made by openssl, access keys. One registry, one slapd and one
 // berth for the whole file.
-import { test, after, before } from 'node:test'
+import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -9,11 +9,10 @@ import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import https from 'node:https'
 import { startBerth, request, basic, sleep, testCerts, type Berth } from '../helper.js'
-import { startRegistry, startSlapd, ociLayout, skopeo, type Registry, type Layout, type Directory } from './fixtures.js'
+import { startRegistry, startSlapd, ociLayout, skopeo, type Registry, type Layout, type Directory, fileContext } from './fixtures.js'
 import { createKey, revokeKey } from '../../src/auth/keys.js'
 
-const cleanups: Array<() => Promise<void> | void> = []
-const ctx = { after: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }
+const ctx = fileContext()
 let dir: string
 let registry: Registry
 let slapd: Directory
@@ -38,7 +37,7 @@ function clientCert (out: string, cn: string): { ca: string, cert: string, key: 
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-identity-'))
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+  ctx.after(() => rmSync(dir, { recursive: true, force: true }))
   registry = await startRegistry(ctx, join(dir, 'registry'))
   slapd = await startSlapd(ctx, join(dir, 'slapd'), { carol: ['devs'], dave: ['readers'], erin: [] })
   const robot = clientCert(join(dir, 'robot'), 'robot')
@@ -75,9 +74,6 @@ before(async () => {
   image = await ociLayout(join(dir, 'image'), 'v1', [100_000])
 })
 
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn()
-})
 
 const at = (repo: string) => `docker://127.0.0.1:${berth.port}/${repo}:v1`
 const push = (creds: string | null, repo: string, certs = certDirs.plain) => skopeo(['copy', '--dest-cert-dir', certs, ...(creds === null ? ['--dest-no-creds'] : ['--dest-creds', creds]), `oci:${image.dir}:v1`, at(repo)])

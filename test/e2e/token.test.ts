@@ -1,7 +1,7 @@
 // Token mode against the real registry configured with `auth.token` and berth's certificate as its
 // rootcertbundle: skopeo pushes and pulls through berth, and the registry itself refuses whatever a token
 // does not grant, reached through berth or directly. One registry and one berth for the whole file.
-import { test, after, before } from 'node:test'
+import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,12 +11,11 @@ import https from 'node:https'
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto'
 import { SignJWT, decodeJwt } from 'jose'
 import { startBerth, request, basic, sleep, type Berth } from '../helper.js'
-import { startRegistry, freePort, certDir, ociLayout, skopeo, type Registry, type Layout } from './fixtures.js'
+import { startRegistry, freePort, certDir, ociLayout, skopeo, type Registry, type Layout, fileContext } from './fixtures.js'
 import { makeTokenCert } from '../../src/certs.js'
 import { createKey, revokeKey } from '../../src/auth/keys.js'
 
-const cleanups: Array<() => Promise<void> | void> = []
-const ctx = { after: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }
+const ctx = fileContext()
 let dir: string
 let registry: Registry
 let berth: Berth
@@ -27,7 +26,7 @@ let keysFile: string
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-token-'))
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+  ctx.after(() => rmSync(dir, { recursive: true, force: true }))
   const htpasswd = join(dir, 'htpasswd')
   writeFileSync(htpasswd, ['alice', 'reader'].map((u) => execFileSync('htpasswd', ['-nbB', '-C', '4', u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
   const signing = await makeTokenCert(join(dir, 'token'), 'berth-test')
@@ -56,9 +55,6 @@ before(async () => {
   image = await ociLayout(join(dir, 'image'), 'v1', [200_000])
 })
 
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn()
-})
 
 /** A token from berth's GET /token, as a client gets one. */
 async function tokenFor (auth: string | null, scopes: string[]): Promise<{ status: number, token?: string, body: string }> {
