@@ -23,7 +23,9 @@ export default fp(async function auth (fastify) {
   if (!cfg) throw new Error('berth-auth registered without an auth section')
   let identities = await Identities.open(cfg)
   identities.watch(fastify.log)
-  const throttle = new Throttle(cfg.throttle)
+  identities.cluster = fastify.cluster
+  // With a cluster, lockouts are shared by every replica (src/cluster/state.ts).
+  const throttle = fastify.cluster === null ? new Throttle(cfg.throttle) : new (await import('../src/cluster/state.js')).SharedThrottle(cfg.throttle, fastify.cluster)
   const stats: AuthStats = { successes: 0, failures: 0, throttled: 0 }
   const challenge = (request: FastifyRequest, scopes: string[] = [], error?: string): string => challengeFor(fastify.berthConfig, request, scopes, error)
   const check = async (request: FastifyRequest, user: string, password: string) => await attempt(identities, throttle, stats, request.log, request.clientAddress, user, password)
@@ -43,6 +45,7 @@ export default fp(async function auth (fastify) {
           identities.close()
           identities = fresh
           identities.watch(fastify.log)
+          identities.cluster = fastify.cluster
           throttle.update(fresh.config.throttle)
         },
         abort () { fresh.close() }
@@ -67,7 +70,7 @@ export default fp(async function auth (fastify) {
       const bearer = /^bearer +(\S+)\s*$/i.exec(header ?? '')
       if (bearer === null) { done(challenged(reply, challenge(request, requestScopes(request)))); return }
       token.verify(bearer[1]).then((found) => {
-        if (found === undefined || (found.user?.key !== undefined && !identities.keys.active(found.user.key))) {
+        if (found === undefined || (found.user?.key !== undefined && !identities.keyActive(found.user.key))) {
           done(challenged(reply, challenge(request, requestScopes(request), 'invalid_token')))
           return
         }
@@ -104,6 +107,6 @@ export default fp(async function auth (fastify) {
 }, {
   name: 'berth-auth',
   fastify: '5.x',
-  dependencies: ['berth-request-target', 'berth-client-address', 'berth-metrics'],
-  decorators: { fastify: ['berthConfig', 'onReload', 'metrics'], request: ['clientAddress', 'user'] }
+  dependencies: ['berth-request-target', 'berth-client-address', 'berth-metrics', 'berth-cluster'],
+  decorators: { fastify: ['berthConfig', 'onReload', 'metrics', 'cluster'], request: ['clientAddress', 'user'] }
 })

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What `npm test` needs besides npm packages: Debian's registry, skopeo, htpasswd, nginx, curl,
-# testssl.sh, pebble, caddy, haproxy, OpenLDAP's slapd and ldapadd, and openssl (the end-to-end tests, the
+# testssl.sh, pebble, caddy, haproxy, OpenLDAP's slapd and ldapadd, openssl and redis-server (the end-to-end tests, the
 # htpasswd fixtures, the TLS scan, the ACME CA, the benchmark's smoke test with its peers, the directory
-# and the client certificates of the identity tests).
+# and the client certificates of the identity tests, the replicas' shared store).
 # Installs the missing ones when it may (root, or passwordless sudo, with apt-get); otherwise names the
 # exact command and fails, so that no test is skipped for a missing tool. `npm test` runs this first
 # (pretest), and CI runs `npm test`: one list, used by both.
@@ -22,6 +22,7 @@ tools=(
   "slapd slapd"
   "ldapadd ldap-utils"
   "openssl openssl"
+  "redis-server redis-server"
 )
 missing=()
 for entry in "${tools[@]}"; do

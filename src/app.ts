@@ -20,6 +20,7 @@ import token from '../plugins/token.js'
 import upstreamPool from '../plugins/upstream-pool.js'
 import healthProbe from '../plugins/health-probe.js'
 import admin from '../plugins/admin.js'
+import cluster from '../plugins/cluster.js'
 import pressure from '../plugins/pressure.js'
 import metrics from '../plugins/metrics.js'
 import { registerUserPlugins } from './user-plugins.js'
@@ -101,6 +102,7 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
   await app.register(blobCache)
   await app.register(healthProbe)
   await app.register(admin)
+  await app.register(cluster)
   // Then the request path, in the order a request meets it. Logging first, so that refused requests are
   // logged too; it needs the client's address.
   await app.register(clientAddress)

@@ -184,8 +184,11 @@ function program (setCode: (code: number) => void): Command {
         const { revokeKey } = await import('./auth/keys.js')
         const file = (await loadConfig(opts.config)).auth?.keys
         if (file === undefined) { setCode(fail(`${opts.config} has no auth section`)); return }
+        const config = await loadConfig(opts.config)
         const k = await revokeKey(file, id)
-        process.stdout.write(`key ${k.id} (${k.user}) revoked ${k.revoked as string}\n`)
+        // Replicas whose keys file has not changed yet hear it from the shared store.
+        if (config.cluster !== undefined) await (await import('./cluster/state.js')).publishRevocation(config.cluster, k.id)
+        process.stdout.write(`key ${k.id} (${k.user}) revoked ${k.revoked as string}${config.cluster !== undefined ? ', on every replica' : ''}\n`)
         setCode(0)
       } catch (err) { setCode(err instanceof ConfigError ? configProblem(err) : fail((err as Error).message)) }
     })

@@ -21,6 +21,7 @@ function restartOnly (current: BerthConfig, next: BerthConfig): { notes: string[
   if (differ(current.pressure, next.pressure)) notes.push('pressure: load-shedding thresholds change only with a restart')
   if (differ(current.plugins, next.plugins)) notes.push('plugins: the plugin list changes only with a restart')
   if (differ(current.cache, next.cache)) notes.push('cache: the blob cache changes only with a restart')
+  if (differ(current.cluster, next.cluster)) notes.push('cluster: the shared store changes only with a restart')
   if ((current.tls === undefined) !== (next.tls === undefined)) refused.push('tls: turning TLS on or off needs a restart')
   else if ((current.tls?.acme === undefined) !== (next.tls?.acme === undefined)) refused.push('tls.acme: switching between certificate files and ACME needs a restart')
   else if (differ(current.tls?.acme, next.tls?.acme)) notes.push('tls.acme: ACME settings change only with a restart')

@@ -5,6 +5,7 @@ import type { UpstreamPool } from './upstream/pool.js'
 import type { BlobCache } from './cache/store.js'
 import type { UserStore } from './auth/users.js'
 import type { TokenIssuer } from './auth/token.js'
+import type { ClusterState } from './cluster/state.js'
 import type { BerthUser, ResourceActions } from './auth/user.js'
 import type { FastifyRequest } from 'fastify'
 import type { Throttle } from './auth/throttle.js'
@@ -85,6 +86,8 @@ declare module 'fastify' {
     pressureStats: { shed: number }
     /** Users, throttle and counters; only with an `auth` section. */
     authState: AuthState
+    /** The replicas' shared state (`cluster`); null without one. */
+    cluster: ClusterState | null
     /** What the access rules in force (and the user's limit) grant of `requested`; only with an `auth` section. */
     grantAccess (user: BerthUser | null, requested: ResourceActions[]): ResourceActions[]
     /** The admin listener's own Fastify instance (null when `admin` is not configured). */

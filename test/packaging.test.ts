@@ -148,7 +148,7 @@ test('npm test sets up its own tools: one script, run by pretest, which CI reach
   writeFileSync(join(bin, 'apt-get'), '#!/bin/sh\nexit 99\n', { mode: 0o755 })
   const r = spawnSync(join(bin, 'bash'), [join(ROOT, 'scripts', 'test-tools.sh')], { env: { PATH: bin }, encoding: 'utf8' })
   assert.equal(r.status, 1)
-  assert.match(r.stderr, /install them with:\n {2}sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry skopeo apache2-utils nginx-light curl testssl\.sh pebble caddy haproxy( slapd)? ldap-utils openssl'/)
+  assert.match(r.stderr, /install them with:\n {2}sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry skopeo apache2-utils nginx-light curl testssl\.sh pebble caddy haproxy( slapd)? ldap-utils openssl redis-server'/)
 
   // Everything there: nothing to do, nothing printed.
   const ok = spawnSync('bash', [join(ROOT, 'scripts', 'test-tools.sh')], { encoding: 'utf8' })

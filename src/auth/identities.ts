@@ -11,7 +11,8 @@ import { KeyStore, isKeySecret } from './keys.js'
 import type { LdapDirectory } from './ldap.js'
 import type { TokenIssuer } from './token.js'
 import type { Throttle } from './throttle.js'
-import { TooManyFailuresError, UnauthorizedError, type RegistryErrorShape } from '../errors.js'
+import { TooManyFailuresError, UnauthorizedError, registryError, type RegistryErrorShape } from '../errors.js'
+import type { ClusterState } from '../cluster/state.js'
 
 type AuthConfig = NonNullable<BerthConfig['auth']>
 
@@ -37,6 +38,8 @@ export class Identities {
   readonly ldap: LdapDirectory | null
   readonly token: TokenIssuer | null
   readonly config: AuthConfig
+  /** The replicas' shared state (`cluster`), or null. */
+  cluster: ClusterState | null = null
 
   private constructor (config: AuthConfig, users: UserStore, keys: KeyStore, ldap: LdapDirectory | null, token: TokenIssuer | null) {
     this.config = config
@@ -67,12 +70,20 @@ export class Identities {
 
   /** The user when the password (or access key) is right, else null; a directory that cannot say throws 503. */
   async login (user: string, password: string): Promise<BerthUser | null> {
-    if (isKeySecret(password)) return this.keys.verify(user, password)
+    if (isKeySecret(password)) {
+      const key = this.keys.verify(user, password)
+      return key !== null && this.cluster?.revoked.has(key.key as string) === true ? null : key
+    }
     if (this.ldap === null || this.users.has(user)) {
       const name = await this.users.verify(user, password)
       return name === null ? null : { name, via: 'password' }
     }
     return await this.ldap.verify(user, password)
+  }
+
+  /** Whether an access key (of a token issued for it) is in force: in the keys file, and not revoked on any replica. */
+  keyActive (id: string): boolean {
+    return this.keys.active(id) && this.cluster?.revoked.has(id) !== true
   }
 
   /** The user of a client certificate, when `auth.clientCertificate` is on. */
@@ -86,10 +97,13 @@ export class Identities {
  * seconds), a 401, or the directory's 503. Never the password in a log line.
  */
 export async function attempt (identities: Identities, throttle: Throttle, stats: AuthStats, log: FastifyBaseLogger, address: string, user: string, password: string): Promise<BerthUser> {
-  const wait = throttle.blockedFor(address)
+  const wait = Math.max(throttle.blockedFor(address), throttle.blockedFor(`u:${user}`))
   if (wait > 0) {
     stats.throttled++
     throw Object.assign(new TooManyFailuresError(), { retryAfter: Math.ceil(wait / 1000) })
+  }
+  if (identities.cluster !== null && !identities.cluster.config.failOpen && !identities.cluster.up) {
+    throw registryError(503, 'UNAVAILABLE', 'the shared login state (Redis) is unavailable; retry later')
   }
   let verified: BerthUser | null
   try {
@@ -102,5 +116,6 @@ export async function attempt (identities: Identities, throttle: Throttle, stats
   stats.failures++
   log.debug({ user, client: address, reason: isKeySecret(password) ? 'unknown, expired or revoked access key' : 'wrong user or password' }, 'login failed')
   if (throttle.fail(address)) log.warn({ client: address, blockMs: throttle.block }, 'too many failed logins: address blocked')
+  if (throttle.fail(`u:${user}`)) log.warn({ user, blockMs: throttle.block }, 'too many failed logins for one user: user blocked')
   throw new UnauthorizedError()
 }

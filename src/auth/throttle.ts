@@ -1,23 +1,30 @@
-// Brute-force throttling per client address: `failures` failed logins inside `window` block the address
-// for `block`. A blocked address is answered before any password is hashed.
+// Brute-force throttling per client address and per user: `failures` failed logins from one address (or
+// `userFailures` for one user name, from anywhere) inside `window` block it for `block`. A blocked address
+// is answered before any password is hashed. Keys: the address itself, or `u:` and the user name.
+// In a cluster, src/cluster/state.ts shares the counts and the lockouts between replicas.
 
 interface Record { count: number, windowStart: number, blockedUntil: number }
 
+export interface ThrottleLimits { failures: number, userFailures: number, window: number, block: number }
+
 export class Throttle {
   failures: number
+  userFailures: number
   window: number
   block: number
   #byAddress = new Map<string, Record>()
 
-  constructor (opts: { failures: number, window: number, block: number }) {
+  constructor (opts: ThrottleLimits) {
     this.failures = opts.failures
+    this.userFailures = opts.userFailures
     this.window = opts.window
     this.block = opts.block
   }
 
   /** New limits (a reload); the counters stay. */
-  update (opts: { failures: number, window: number, block: number }): void {
+  update (opts: ThrottleLimits): void {
     this.failures = opts.failures
+    this.userFailures = opts.userFailures
     this.window = opts.window
     this.block = opts.block
   }
@@ -29,8 +36,10 @@ export class Throttle {
     return r === undefined || r.blockedUntil <= now ? 0 : r.blockedUntil - now
   }
 
-  /** Counts one failure; true when this failure blocked the address. */
+  /** Counts one failure; true when this failure blocked the address (or user). */
   fail (address: string, now = Date.now()): boolean {
+    const limit = address.startsWith('u:') ? this.userFailures : this.failures
+    if (limit === 0) return false
     let r = this.#byAddress.get(address)
     if (r === undefined || now - r.windowStart >= this.window) {
       if (this.#byAddress.size >= 100_000) this.#prune(now)
@@ -38,7 +47,7 @@ export class Throttle {
       this.#byAddress.set(address, r)
     }
     r.count++
-    if (r.count >= this.failures && r.blockedUntil <= now) {
+    if (r.count >= limit && r.blockedUntil <= now) {
       r.blockedUntil = now + this.block
       r.count = 0
       r.windowStart = now

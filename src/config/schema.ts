@@ -150,9 +150,10 @@ export const ConfigSchema = Type.Object({
     cacheSize: Type.Integer({ default: 10_000, minimum: 0, description: 'Verified credentials remembered (keyed by a SHA-256 of a per-process secret, user and password; never the password); 0 = no cache.', expected: 'a whole number >= 0' }),
     throttle: Section({
       failures: Type.Integer({ default: 10, minimum: 1, description: 'Failed logins from one client address within `window` that trigger a block.', expected: 'a whole number >= 1' }),
+      userFailures: Type.Integer({ default: 50, minimum: 0, description: 'Failed logins for one user name, from any address, within `window` that block logins of that name for `block` (a guesser spread over many addresses); 0 = off. A name that is blocked is blocked for its owner too: keep it well above what a mistyped password makes.', expected: 'a whole number >= 0' }),
       window: Duration('1m', 'Window in which failures are counted.'),
       block: Duration('5m', 'How long a blocked address gets 429, without any password check.')
-    }, 'Brute-force throttling per client address.')
+    }, 'Brute-force throttling per client address and per user name (shared by every replica with `cluster`).')
   }, 'HTTP Basic authentication and per-repository access. Omit it for an open proxy (as nginx without `auth_basic`).', true)),
   timeouts: Section({
     header: Duration('10s', 'A client must send its request headers within this (nginx `client_header_timeout`); slowloris connections are closed.'),
@@ -166,6 +167,16 @@ export const ConfigSchema = Type.Object({
     maxSize: Size('20g', 'Total size of the cached blobs; the least recently used go first when it is reached.'),
     confirmFor: Duration('5m', 'How long the upstream\'s word that a repository holds a blob is trusted; after that a cached copy is served only after a new HEAD says so. A delete through berth forgets the repository at once; this bounds how long a delete made on the registry directly (or its garbage collection) can go unseen.')
   }, 'Edge cache for blobs (immutable, content-addressed): a download fills it as it streams, kept only if the whole matches its digest; a copy is served (with Range) only for a repository the upstream confirmed holds that blob, after the access rules. Absent: no cache.', true)),
+  cluster: Type.Optional(Section({
+    redis: Section({
+      url: Type.String({ pattern: '^rediss?://', description: 'Redis or Valkey shared by every replica: `redis://[:password@]host:6379/0`, or `rediss://` for TLS.', expected: 'a redis:// or rediss:// URL' }),
+      tls: Section({
+        ca: Type.Optional(FilePath('PEM CA of Redis\'s certificate (rediss://); default: the system CAs.'))
+      }, 'TLS toward Redis (verified).'),
+      keyPrefix: Type.String({ default: 'berth:', minLength: 1, description: 'Prefix of every key and channel berth uses (several berth clusters may share one Redis).' })
+    }, 'The shared store.', true),
+    failOpen: Type.Boolean({ default: true, description: 'Redis unreachable: `true` keeps serving, each replica counting failed logins on its own (logged, and `berth_cluster_redis_up` 0); `false` answers logins with 503 until it is back. Either way the counters resume when it is back, without a restart.' })
+  }, 'Replicas acting as one: failed logins counted and lockouts applied across every replica, access key revocations everywhere within a second (`berth key revoke` publishes them). The credential cache stays local.', true)),
   admin: Type.Optional(Section({
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Admin listener address (plain HTTP: keep it private).' }),
     port: Port(9090, 'Admin listener port; 0 picks a free one.')

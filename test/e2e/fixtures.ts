@@ -285,3 +285,49 @@ export async function startSlapd (t: { after: (fn: () => Promise<void> | void) =
   }
   return { ...proc, url, port, tlsUrl }
 }
+
+export interface RedisProc extends Proc { port: number, url: string }
+
+/** Debian's redis-server on a loopback port (a given one, to restart it where it was), nothing saved. */
+export async function startRedis (t: { after: (fn: () => Promise<void> | void) => void }, dir: string, port?: number): Promise<RedisProc> {
+  requireTool('redis-server', 'redis-server')
+  mkdirSync(dir, { recursive: true })
+  port ??= await freePort()
+  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
+  await waitFor(() => /Ready to accept connections/.test(proc.output()) || proc.child.exitCode !== null, 10_000, 'redis-server')
+  if (proc.child.exitCode !== null) assert.fail(`redis-server exited: ${proc.output()}`)
+  return { ...proc, port, url: `redis://127.0.0.1:${port}` }
+}
+
+export interface Balancer extends Proc { port: number }
+
+/** HAProxy in TCP mode in front of `ports` (round robin, checks every 200 ms, a refused connection retried elsewhere). */
+export async function startHaproxy (t: { after: (fn: () => Promise<void> | void) => void }, dir: string, ports: number[]): Promise<Balancer> {
+  requireTool('haproxy', 'haproxy')
+  mkdirSync(dir, { recursive: true })
+  const port = await freePort()
+  const config = join(dir, 'haproxy.cfg')
+  writeFileSync(config, [
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 2s',
+    '  timeout client 120s',
+    '  timeout server 120s',
+    '  retries 3',
+    '  option redispatch',
+    'frontend registry',
+    `  bind 127.0.0.1:${port}`,
+    '  default_backend berth',
+    'backend berth',
+    '  balance roundrobin',
+    ...ports.map((p, i) => `  server berth${i + 1} 127.0.0.1:${p} check inter 200ms fall 1 rise 2`)
+  ].join('\n') + '\n')
+  const proc = track(spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'pipe', 'pipe'] }), t)
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => { const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) }).on('error', () => resolve(false)) })
+    if (ok) break
+    if (proc.child.exitCode !== null) assert.fail(`haproxy exited: ${proc.output()}`)
+    await sleep(50)
+  }
+  return { ...proc, port }
+}
