@@ -21,7 +21,7 @@ function options (config: BerthConfig): ProxyOptions {
 export default fp(async function proxy (fastify) {
   let opts = options(fastify.berthConfig)
   const sweeper = new IdleSweeper(fastify.berthConfig.upstream.timeouts.idle, fastify.berthConfig.timeouts.clientIdle)
-  const ctx: ProxyContext = { pool: () => fastify.upstreams, options: () => opts, cache: fastify.blobCache, sweeper, budget: new SendBudget() }
+  const ctx: ProxyContext = { pool: () => fastify.upstreams, options: () => opts, cache: fastify.blobCache, sweeper, budget: new SendBudget(), placement: fastify.placement }
   fastify.addHook('onClose', async () => { sweeper.close() })
   fastify.onReload({
     name: 'proxy',
@@ -49,6 +49,6 @@ export default fp(async function proxy (fastify) {
 }, {
   name: 'berth-proxy',
   fastify: '5.x',
-  dependencies: ['berth-upstream-pool', 'berth-body-limit', 'berth-request-target', 'berth-blob-cache', 'berth-client-address'],
-  decorators: { fastify: ['upstreams', 'blobCache', 'onReload'], request: ['registryAction', 'catalogFilter', 'clientAddress', 'upstreamAddress', 'bodyBytesSent'] }
+  dependencies: ['berth-upstream-pool', 'berth-body-limit', 'berth-request-target', 'berth-blob-cache', 'berth-client-address', 'berth-cluster'],
+  decorators: { fastify: ['upstreams', 'blobCache', 'onReload', 'placement'], request: ['registryAction', 'catalogFilter', 'clientAddress', 'upstreamAddress', 'bodyBytesSent'] }
 })

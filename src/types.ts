@@ -6,6 +6,7 @@ import type { BlobCache } from './cache/store.js'
 import type { UserStore } from './auth/users.js'
 import type { TokenIssuer } from './auth/token.js'
 import type { ClusterState } from './cluster/state.js'
+import type { Placement } from './cluster/placement.js'
 import type { BerthUser, ResourceActions } from './auth/user.js'
 import type { FastifyRequest } from 'fastify'
 import type { Throttle } from './auth/throttle.js'
@@ -88,6 +89,8 @@ declare module 'fastify' {
     authState: AuthState
     /** The replicas' shared state (`cluster`); null without one. */
     cluster: ClusterState | null
+    /** Blob cache placement across replicas (`cluster.placement`); null without it. */
+    placement: Placement | null
     /** What the access rules in force (and the user's limit) grant of `requested`; only with an `auth` section. */
     grantAccess (user: BerthUser | null, requested: ResourceActions[]): ResourceActions[]
     /** The admin listener's own Fastify instance (null when `admin` is not configured). */

@@ -99,6 +99,11 @@ function fileProblems (config: BerthConfig): string[] {
   if (auth?.ldap?.bindPasswordFile !== undefined) read('auth.ldap.bindPasswordFile', auth.ldap.bindPasswordFile)
   if (auth?.ldap?.tls.ca !== undefined) pemCertificate('auth.ldap.tls.ca', auth.ldap.tls.ca)
   if (config.tls?.clientCa !== undefined) pemCertificate('tls.clientCa', config.tls.clientCa)
+  const secretFile = config.cluster?.placement?.secretFile
+  if (secretFile !== undefined) {
+    const secret = read('cluster.placement.secretFile', secretFile)
+    if (secret && secret.toString('utf8').trim().length < 16) problems.push(`cluster.placement.secretFile: ${secretFile} holds fewer than 16 characters`)
+  }
   if (config.cache) {
     const why = dirProblem(config.cache.dir)
     if (why) problems.push(`cache.dir: ${why}`)
@@ -124,6 +129,13 @@ function ruleProblems (config: BerthConfig): string[] {
     else if (tls.acme === undefined && (tls.cert === undefined || tls.key === undefined)) problems.push(`tls.${tls.cert === undefined ? 'cert' : 'key'}: is required (or tls.acme, for certificates from an ACME CA)`)
     if (tls.acme?.challenge === 'http-01' && tls.acme.httpPort === undefined) problems.push('tls.acme.httpPort: is required for the http-01 challenge (80 for a public CA)')
     if (tls.acme?.httpPort !== undefined && tls.acme.httpPort !== 0 && tls.acme.httpPort === config.listen.port) problems.push(`tls.acme.httpPort: ${tls.acme.httpPort} is listen.port already`)
+  }
+  const placement = config.cluster?.placement
+  if (placement !== undefined) {
+    if (config.cache === undefined) problems.push('cluster.placement: needs cache (the copies it places)')
+    if (tls === undefined) problems.push('cluster.placement: needs tls (the internal listener speaks TLS with berth\'s certificate)')
+    if ((placement.secret === undefined) === (placement.secretFile === undefined)) problems.push('cluster.placement: expected one of secret or secretFile')
+    if (placement.peers !== undefined && !placement.peers.includes(placement.advertise)) problems.push(`cluster.placement.peers: expected this replica's advertise URL ${placement.advertise} among them`)
   }
   const auth = config.auth
   if (!auth) return problems
@@ -154,6 +166,8 @@ function resolvePaths (config: BerthConfig, dir: string): void {
     if (auth.ldap?.tls.ca !== undefined) auth.ldap.tls.ca = resolve(dir, auth.ldap.tls.ca)
   }
   if (config.tls?.clientCa !== undefined) config.tls.clientCa = resolve(dir, config.tls.clientCa)
+  const placement = config.cluster?.placement
+  if (placement?.secretFile !== undefined) placement.secretFile = resolve(dir, placement.secretFile)
   if (config.cache) config.cache.dir = resolve(dir, config.cache.dir)
   for (const p of config.plugins) p.path = resolve(dir, p.path)
   if (config.tls) {

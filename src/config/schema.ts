@@ -175,6 +175,16 @@ export const ConfigSchema = Type.Object({
       }, 'TLS toward Redis (verified).'),
       keyPrefix: Type.String({ default: 'berth:', minLength: 1, description: 'Prefix of every key and channel berth uses (several berth clusters may share one Redis).' })
     }, 'The shared store.', true),
+    placement: Type.Optional(Section({
+      listen: Section({
+        host: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Address of the internal listener (peers only: keep it off the public network).' }),
+        port: Port(8444, 'Its port.')
+      }, 'The internal listener other replicas fetch blobs from (TLS with berth\'s certificate; every request must carry a peer signature).'),
+      advertise: Type.String({ pattern: '^https://', description: 'How the other replicas reach this one\'s internal listener, e.g. https://10.0.0.5:8444 (a pod IP). Unique per replica: it is the replica\'s name in the hashing.', expected: 'an https:// URL' }),
+      secret: Type.Optional(Type.String({ minLength: 16, description: 'Shared by every replica: signs peer requests (prefer `secretFile`).', expected: 'at least 16 characters' })),
+      secretFile: Type.Optional(FilePath('A file holding the shared secret; relative to the config file.')),
+      peers: Type.Optional(Type.Array(Type.String({ pattern: '^https://' }), { description: 'Every replica\'s `advertise` URL (this one included). Absent: members announce themselves in Redis every 2 s (gone after 6 s).', expected: 'a list of https:// URLs' }))
+    }, 'Blob cache placement: each layer has one owner replica (rendezvous hashing); a replica that misses a layer it does not own fetches it from the owner\'s cache, which fills it from the registry once, instead of from the registry (the registries stay behind the owner, for when it is down). The access rules still run on the replica the client reached. Needs `cache` and `tls`. The internal listener\'s certificate must verify with `upstream.tls`.', true)),
     failOpen: Type.Boolean({ default: true, description: 'Redis unreachable: `true` keeps serving, each replica counting failed logins on its own (logged, and `berth_cluster_redis_up` 0); `false` answers logins with 503 until it is back. Either way the counters resume when it is back, without a restart.' })
   }, 'Replicas acting as one: failed logins counted and lockouts applied across every replica, access key revocations everywhere within a second (`berth key revoke` publishes them). The credential cache stays local.', true)),
   admin: Type.Optional(Section({

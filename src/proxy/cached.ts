@@ -5,6 +5,7 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { fetchWhole } from '../upstream/fetch.js'
+import { isPeerRequest } from '../cluster/placement.js'
 import { followFill, serveCopy } from '../cache/serve.js'
 import { upstreamRequestHeaders } from './headers.js'
 import type { Cacheable } from './exchange.js'
@@ -18,6 +19,13 @@ export async function fromCache (ctx: ProxyContext, request: FastifyRequest, res
   const { cache, repository, digest } = c
   const followable = request.raw.method === 'GET' && request.headers.range === undefined
   if (cache.sizeOf(digest) === undefined && cache.filling(digest) === undefined) {
+    // Another replica owns this blob: ask it (it serves its copy or fills it once); a peer's request never hops again.
+    const owner = request.raw.method === 'GET' && !isPeerRequest(request.raw) ? ctx.placement?.poolFor(digest) ?? null : null
+    if (owner !== null) {
+      const placement = ctx.placement as NonNullable<typeof ctx.placement>
+      sendUpstream({ ...ctx, pool: () => owner, extraHeaders: (r) => placement.sign(r.raw.url ?? '') }, request, res, null)
+      return
+    }
     const leader = followable ? cache.leader(digest) : undefined
     if (leader !== undefined) await Promise.race([leader, new Promise((resolve) => setTimeout(resolve, LEADER_WAIT).unref())])
     if (cache.sizeOf(digest) === undefined && !(followable && cache.filling(digest) !== undefined)) {

@@ -7,7 +7,8 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 // RFC 9110 7.6.1, plus `trailer` and the non-standard `proxy-connection`. Never forwarded either way.
 import { HOST } from '../registry/target.js'
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+// Plus berth's own peer signature (src/cluster/placement.ts), which is for the owner replica alone.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'x-berth-peer'])
 /** A name berth never forwards from a client it does not trust: the registry reads them to build URLs. */
 const FORWARDING = /^(?:x-forwarded-|forwarded$|x-real-ip$)/
 

@@ -2,6 +2,7 @@
 // the send budget. What the proxy works with (ProxyContext) is read per request: a reload replaces it.
 import type { ServerResponse } from 'node:http'
 import type { FastifyRequest } from 'fastify'
+import type { Placement } from '../cluster/placement.js'
 import type { UpstreamPool } from '../upstream/pool.js'
 import type { BlobCache } from '../cache/store.js'
 import { checkable, type DigestVerifier } from '../registry/digest.js'
@@ -28,6 +29,10 @@ export interface ProxyContext {
   cache: BlobCache | null
   sweeper: IdleSweeper
   budget: SendBudget
+  /** Blob cache placement across replicas (cluster.placement); null without it. */
+  placement?: Placement | null
+  /** Headers added to the upstream request (a peer's signature when the upstream is the blob's owner). */
+  extraHeaders?: (request: FastifyRequest) => string[]
 }
 
 /** What the header policy needs to know of a request. */
@@ -54,6 +59,7 @@ function digestOf (request: FastifyRequest): string | null {
 export function sendUpstream (ctx: ProxyContext, request: FastifyRequest, res: ServerResponse, cacheable: Cacheable | null, resumeAt?: DigestVerifier): void {
   const o = ctx.options()
   const { headers, publicOrigin } = upstreamRequestHeaders(request.raw, clientSideOf(request, o))
+  if (ctx.extraHeaders !== undefined) headers.push(...ctx.extraHeaders(request))
   const body = resumeAt === undefined ? requestBody(request, o.limit) : null
   const exchange = new Exchange({ request, res, pool: ctx.pool(), policy: o.policy, budget: ctx.budget, headers, publicOrigin, body, cacheable, digest: digestOf(request) })
   // Every check passed: now the client may send the body it announced.

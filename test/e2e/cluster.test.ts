@@ -17,6 +17,7 @@ const ctx = fileContext()
 let dir: string
 let redis: RedisProc
 let replicas: Array<BerthProc & { admin: number, dir: string }>
+let registryPort: number
 let lb: Balancer
 let certs: string
 let image: Layout
@@ -28,6 +29,7 @@ before(async () => {
   ctx.after(() => rmSync(dir, { recursive: true, force: true }))
   ca = readFileSync((await testCerts()).caCert)
   const registry = await startRegistry(ctx, join(dir, 'registry'))
+  registryPort = registry.port
   redis = await startRedis(ctx, join(dir, 'redis'))
   const htpasswd = join(dir, 'htpasswd')
   writeFileSync(htpasswd, ['alice', 'bob', 'carol'].map((u) => execFileSync('htpasswd', ['-nbB', '-C', '4', u, `${u}-pw`], { encoding: 'utf8' }).trim()).join('\n') + '\n')
@@ -37,10 +39,13 @@ before(async () => {
     const d = join(dir, name)
     mkdirSync(d)
     const admin = await freePort()
+    const internal = await freePort()
     const extra = [
+      `cache: { dir: ${join(d, 'cache')} }`,
       // Each replica reads its own copy of the keys file (as on separate machines): only Redis tells the others.
       `auth: { htpasswd: ${htpasswd}, keys: ${join(d, 'keys.json')}, throttle: { failures: 6, userFailures: 9, window: 1m, block: 1m } }`,
-      `cluster: { redis: { url: "${redis.url}" }, failOpen: true }`,
+      // Members find each other through Redis heartbeats (no static peers).
+      `cluster: { redis: { url: "${redis.url}" }, failOpen: true, placement: { listen: { host: 127.0.0.1, port: ${internal} }, advertise: "https://127.0.0.1:${internal}", secret: shared-placement-secret } }`,
       'trustedProxies: [127.0.0.1]',
       `admin: { host: 127.0.0.1, port: ${admin} }`
     ].join('\n')
@@ -92,6 +97,30 @@ test('an access key revoked on one replica is refused by every replica within a 
   await publishRevocation({ redis: { url: redis.url, tls: {}, keyPrefix: 'berth:' }, failOpen: true }, key.id)
   await sleep(1000)
   for (const r of replicas) assert.equal(await get(r.port, basic('alice', secret), '10.3.0.2'), 401, `replica ${r.dir}`)
+})
+
+test('cache placement: a blob pulled through replica A, then B, then C is read from the registry once', async () => {
+  const placed = await ociLayout(join(dir, 'placed'), 'v1', [400_000, 300_000, 200_000])
+  const push = await skopeo(['copy', '--dest-cert-dir', certs, '--dest-creds', 'carol:carol-pw', `oci:${placed.dir}:v1`, `docker://127.0.0.1:${lb.port}/team/placed:v1`])
+  assert.equal(push.code, 0, push.stderr)
+  for (let i = 0; i < 50 && (await Promise.all(replicas.map((r) => metric(r, 'berth_cluster_members')))).some((n) => n !== 3); i++) await sleep(200)
+  for (const r of replicas) assert.equal(await metric(r, 'berth_cluster_members'), 3)
+  for (const r of replicas) {
+    const res = await pull(`docker://127.0.0.1:${r.port}/team/placed:v1`)
+    assert.equal(res.code, 0, res.stderr)
+  }
+  await sleep(1500) // access log lines are written at least once a second
+  const { readFileSync: read } = await import('node:fs')
+  const lines = replicas.flatMap((r) => read(join(r.dir, 'access.log'), 'utf8').split('\n'))
+  for (const layer of [...placed.layers, placed.config]) {
+    const gets = lines.filter((l) => l.includes(`"GET /v2/team/placed/blobs/${layer} `))
+    assert.equal(gets.filter((l) => l.includes(`upstream=127.0.0.1:${registryPort}`)).length, 1, `${layer} from the registry once:\n${gets.join('\n')}`)
+    assert.ok(gets.length >= 3, 'each client pull, and the peers\' requests to the owner')
+  }
+  assert.ok((await Promise.all(replicas.map((r) => metric(r, 'berth_cluster_owner_requests_total')))).reduce((a, b) => a + b) > 0)
+  // The internal listener serves peers only: a request without a valid signature, even with a password, gets 403.
+  const internal = Number(/placement: \{ listen: \{ host: 127\.0\.0\.1, port: (\d+)/.exec(read(replicas[0].configFile, 'utf8'))?.[1])
+  assert.equal(await get(internal, basic('carol'), '10.9.0.1', `/v2/team/placed/blobs/${placed.layers[0]}`), 403)
 })
 
 test('through the balancer: pulls work, with Redis killed mid-run (fail open, said so) and back; and with a replica killed', async () => {
