@@ -76,7 +76,8 @@ export default fp(async function admin (fastify) {
     return { ok: true, message: `berth (pid ${process.pid}) is draining (up to ${fastify.berthConfig.shutdown.drainTimeout} ms) and will exit` }
   })
   fastify.addHook('onReady', async () => {
-    await server.listen({ host: cfg.host, port: cfg.port, listenTextResolver: (address) => `admin listener at ${address}` })
+    // exclusive: a worker of `workers` gets a port of its own, not the socket its siblings share.
+    await server.listen({ host: cfg.host, port: cfg.port, exclusive: true, listenTextResolver: (address) => `admin listener at ${address}` })
   })
   fastify.addHook('onClose', async () => { await server.close() })
 }, { name: 'berth-admin', fastify: '5.x', dependencies: ['berth-metrics'], decorators: { fastify: ['berthConfig', 'upstreams', 'metrics', 'reloads', 'control', 'startedAt', 'acme'] } })

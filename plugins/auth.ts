@@ -25,7 +25,10 @@ export default fp(async function auth (fastify) {
   identities.watch(fastify.log)
   identities.cluster = fastify.cluster
   // With a cluster, lockouts are shared by every replica (src/cluster/state.ts).
-  const throttle = fastify.cluster === null ? new Throttle(cfg.throttle) : new (await import('../src/cluster/state.js')).SharedThrottle(cfg.throttle, fastify.cluster)
+  // Workers of one process without Redis: lockouts decided by the primary (src/cluster/worker-throttle.ts).
+  const throttle = fastify.cluster !== null
+    ? new (await import('../src/cluster/state.js')).SharedThrottle(cfg.throttle, fastify.cluster)
+    : process.env.BERTH_WORKERS !== undefined ? new (await import('../src/cluster/worker-throttle.js')).WorkerThrottle(cfg.throttle) : new Throttle(cfg.throttle)
   const stats: AuthStats = { successes: 0, failures: 0, throttled: 0 }
   const challenge = (request: FastifyRequest, scopes: string[] = [], error?: string): string => challengeFor(fastify.berthConfig, request, scopes, error)
   const check = async (request: FastifyRequest, user: string, password: string) => await attempt(identities, throttle, stats, request.log, request.clientAddress, user, password)

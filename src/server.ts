@@ -12,6 +12,9 @@ import { buildApp } from './app.js'
 import { ensureDevRegistry } from './dev-registry.js'
 import { tcpProbe } from './upstream/probe.js'
 import type { ConfigError } from './errors.js'
+import cluster from 'node:cluster'
+import { AggregatorRegistry } from 'prom-client'
+import { runPrimary, workerConfig, workerCount, type WorkerMessage } from './workers.js'
 
 export interface StartOptions {
   /** Create a development CA and certificate when the configured ones are missing (the Docker image). */
@@ -61,11 +64,21 @@ async function unreachable (config: BerthConfig): Promise<string[]> {
 
 export interface ReloadOutcome { ok: boolean, message: string }
 
-export async function startServer (configFile: string, opts: StartOptions = {}): Promise<FastifyInstance> {
+/** Null in the primary process of `workers` (it serves nothing itself: src/workers.ts). */
+export async function startServer (configFile: string, opts: StartOptions = {}): Promise<FastifyInstance | null> {
   const say = opts.say ?? ((line: string) => process.stderr.write(line + '\n'))
-  if (opts.initCerts === true || opts.dev === true) await ensureDevCerts(configFile, say)
-  const config: BerthConfig = await loadConfig(configFile)
-  const registry = opts.dev === true ? await ensureDevRegistry(config, say) : null
+  const worker = cluster.isWorker
+  if (!worker && (opts.initCerts === true || opts.dev === true)) await ensureDevCerts(configFile, say)
+  const loaded: BerthConfig = await loadConfig(configFile)
+  const count = workerCount(loaded.workers)
+  if (count > 1 && cluster.isPrimary) {
+    await runPrimary(loaded, count)
+    return null
+  }
+  // A worker's share: its own cache folder, a private admin port (the primary answers the configured one).
+  const share = (c: BerthConfig): BerthConfig => worker ? workerConfig(c, count) : c
+  const config = share(loaded)
+  const registry = opts.dev === true && !worker ? await ensureDevRegistry(config, say) : null
   const logs = await createLogs(config)
   const app = await buildApp(config, { logs })
   const onUsr1 = () => {
@@ -80,7 +93,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
       try {
         let next: BerthConfig
         try {
-          next = await loadConfig(configFile)
+          next = share(await loadConfig(configFile))
         } catch (err) {
           app.reloads.failed++ // refused before app.reload, which counts its own refusals
           throw err
@@ -124,6 +137,12 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
   }
   app.control.reload = reload
   app.control.stop = () => { setImmediate(() => onStop('berth stop')) }
+  // A worker hears reload and drain from the primary.
+  const onMessage = (m: WorkerMessage): void => {
+    if (m.berth === 'reload') void reload().then((o) => process.send?.({ berth: 'reloaded', id: m.id, ...o }))
+    else if (m.berth === 'stop') onStop('berth stop')
+  }
+  if (worker) process.on('message', onMessage)
   process.on('SIGUSR1', onUsr1)
   process.on('SIGHUP', onHup)
   process.on('SIGTERM', onStop)
@@ -135,6 +154,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     process.off('SIGHUP', onHup)
     process.off('SIGTERM', onStop)
     process.off('SIGINT', onStop)
+    process.off('message', onMessage)
   })
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port })
@@ -146,6 +166,13 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
   if (config.pidFile !== undefined) {
     await mkdir(dirname(config.pidFile), { recursive: true })
     await writeFile(config.pidFile, `${process.pid}\n`)
+  }
+  if (worker) {
+    // prom-client answers the primary's requests for metrics once an AggregatorRegistry exists here too.
+    AggregatorRegistry.setRegistries([app.metrics])
+    new AggregatorRegistry() // eslint-disable-line no-new
+    const admin = app.adminServer?.server.address()
+    if (admin !== null && admin !== undefined && typeof admin === 'object') process.send?.({ berth: 'admin', port: admin.port } satisfies WorkerMessage)
   }
   const address = app.server.address()
   app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined, pidFile: config.pidFile }, 'berth listening')
