@@ -14,10 +14,13 @@
 //   cache     repeated pulls of one image through berth's blob cache; ten concurrent pulls of a new one
 //   memory    peak RSS over idle: berth streaming up and down at once; many concurrent downloads, each proxy
 //   token     a pull through berth in token mode (the registry checks berth's tokens) against edge mode
+//   workers   berth with workers: 2 against one worker, nginx (worker_processes auto) and HAProxy (nbthread)
+//   placement three replicas on Redis pulling one image in turn: bytes read from the registry, with and
+//             without cache placement
 // Prints a markdown table (one column per peer, and berth against the best of them) and, for a full run,
 // writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
-//   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory,token]
+//   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory,token,workers,placement]
 //   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned,caddy,haproxy
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -26,7 +29,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
-import { startRegistry, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
+import { startRegistry, startRedis, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
 import { spawnBerth, testCerts, sleep } from '../test/helper.js'
 import { median, need, curl, curlAsync, load, startStaticUpstream, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
 import { PEERS } from './peers.js'
@@ -535,11 +538,86 @@ try {
     )
   }
 
+  // ---- workers ---------------------------------------------------------------------------------
+  const workerRows: string[] = []
+  if (wanted('workers')) {
+    // Proxy-bound (an upstream answering from memory), so that the proxy's own cores are what is measured.
+    const upstream = await startStaticUpstream(t, join(dir, 'static-workers'), { port: await freePort(), cert: files.cert, key: files.key, ca: files.caCert })
+    const one = await startBerthTarget('berth-1-worker', upstream.port)
+    const two = await startBerthTarget('berth-2-workers', upstream.port, 'workers: 2')
+    const others = (await startPeers(upstream.port, '-workers')).filter((p) => p.name === 'nginx' || p.name === 'haproxy')
+    const all = [{ ...one, name: 'berth, 1 worker' }, { ...two, name: 'berth, workers: 2' }, ...others]
+    await sleep(1000) // the second worker starts listening
+    // Two loads: GET /v2/ with the apr1 user (HAProxy verifies bcrypt users only: '-'), and the 401 path.
+    const cases = [{ label: 'GET /v2/ (apr1 user)', auth: true }, { label: '401 path (no credentials)', auth: false }]
+    const run = (target: Target, auth: boolean, seconds: number) => load({ port: target.port, path: '/v2/', headers: auth ? { authorization: basic(users.apr1) } : {}, connections: CONNECTIONS, seconds, pid: target.pid })
+    for (const target of all) for (const c of cases) await run(target, c.auth, Math.min(1, SECONDS)) // warm up every worker
+    const r: Record<string, Record<string, Load[]>> = Object.fromEntries(cases.map((c) => [c.label, Object.fromEntries(all.map((x) => [x.name, [] as Load[]]))]))
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of cases) for (const target of order(all, round)) if (!c.auth || target.kinds.includes('apr1')) r[c.label][target.name].push(await run(target, c.auth, SECONDS))
+      log(`workers round ${round + 1}: ${cases.map((c) => `${c.label}: ${all.map((x) => `${x.name} ${fmt(r[c.label][x.name].at(-1)?.rps)}`).join(', ')}`).join('; ')} req/s`)
+    }
+    results.workers = r
+    const med = (label: string, name: string, f: (l: Load) => number) => r[label][name].length === 0 ? NaN : median(r[label][name].map(f))
+    workerRows.push(
+      `| proxy-bound, ${CONNECTIONS} connections, median of ${ROUNDS} | ${all.map((x) => x.name).join(' | ')} | workers: 2 / 1 worker |`,
+      `| --- |${' --- |'.repeat(all.length + 1)}`,
+      ...cases.flatMap((c) => [
+        `| ${c.label}: req/s | ${all.map((x) => fmt(med(c.label, x.name, (l) => l.rps))).join(' | ')} | **${fmt(med(c.label, 'berth, workers: 2', (l) => l.rps) / med(c.label, 'berth, 1 worker', (l) => l.rps), 2)}x** |`,
+        `| ${c.label}: CPU per request, us | ${all.map((x) => fmt(med(c.label, x.name, (l) => l.cpuPerRequestUs))).join(' | ')} | |`
+      ])
+    )
+  }
+
+  // ---- cache placement across replicas ---------------------------------------------------------------
+  const placementRows: string[] = []
+  if (wanted('placement')) {
+    const redis = await startRedis(t, join(dir, 'redis'))
+    const src = join(dir, 'image-placement')
+    await ociLayout(src, 'v1', layers(IMAGE_MB / 5), { fast: 'placement' })
+    await timed(['copy', ...certFlag('dest', direct), `oci:${src}:v1`, `docker://localhost:${registry.port}/bench/placed:v1`])
+    rmSync(src, { recursive: true, force: true })
+    const bytesFromRegistry = (names: string[]) => names.flatMap((n) => readFileSync(join(dir, `${n}-access.log`), 'utf8').split('\n'))
+      .filter((l) => l.includes('/blobs/sha256:') && l.includes(`upstream=127.0.0.1:${registry.port}`))
+      .reduce((sum, l) => sum + Number(/" 20[06] (\d+) /.exec(l)?.[1] ?? 0), 0)
+    const r: Record<string, { seconds: number[], mb: number }> = {}
+    for (const placed of [false, true]) {
+      const label = placed ? 'cache with placement' : 'cache, no placement'
+      const names: string[] = []
+      const replicas: Target[] = []
+      for (const id of ['a', 'b', 'c']) {
+        const name = `berth-replica-${placed ? 'p' : 'n'}-${id}`
+        const internal = await freePort()
+        names.push(name)
+        replicas.push(await startBerthTarget(name, registry.port, [
+          `cache: { dir: ${join(dir, `${name}-cache`)} }`,
+          `cluster: { redis: { url: "${redis.url}", keyPrefix: "${name.slice(0, -2)}:" }${placed ? `, placement: { listen: { host: 127.0.0.1, port: ${internal} }, advertise: "https://127.0.0.1:${internal}", secret: bench-placement-secret }` : ''} }`
+        ].join('\n')))
+      }
+      await sleep(2500) // the members announce themselves
+      const seconds: number[] = []
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const target of replicas) seconds.push(await pull(target, `docker://localhost:${target.port}/bench/placed:v1`))
+      }
+      await sleep(1500) // berth writes its access log lines at least once a second
+      r[label] = { seconds, mb: bytesFromRegistry(names) / 1e6 }
+      log(`placement: ${label}: ${fmt(r[label].mb, 1)} MB from the registry over ${seconds.length} pulls (median ${fmt(median(seconds), 2)} s)`)
+    }
+    results.placement = r
+    const [without, withPlacement] = [r['cache, no placement'], r['cache with placement']]
+    placementRows.push(
+      `| three replicas, ${ROUNDS} rounds of pulls through A, B, C of one ${IMAGE_MB} MB image | cache, no placement | cache with placement | with / without |`,
+      '| --- | --- | --- | --- |',
+      `| MB read from the registry | ${fmt(without.mb, 1)} | ${fmt(withPlacement.mb, 1)} | **${fmt(withPlacement.mb / without.mb, 2)}x** |`,
+      `| pull seconds, median | ${fmt(median(without.seconds), 2)} | ${fmt(median(withPlacement.seconds), 2)} | **${fmt(median(withPlacement.seconds) / median(without.seconds), 2)}x** |`
+    )
+  }
+
   const table = [
     `| median of ${ROUNDS} rounds | registry direct | ${PEER_NAMES.join(' | ')} | berth | berth / best peer | target |`,
     `| --- |${' --- |'.repeat(columns.length + 2)}`,
     ...rows
-  ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '') + (tokenRows.length > 0 ? '\n\n' + tokenRows.join('\n') : '')
+  ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '') + [tokenRows, workerRows, placementRows].filter((x) => x.length > 0).map((x) => '\n\n' + x.join('\n')).join('')
   console.log(`\n${table}\n`)
   const machine = { berth: SOURCES ? 'sources through tsx' : 'compiled build', peers: PEER_NAMES, cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
   console.log(`${machine.cores} cores (${machine.cpu}), Node ${machine.node}, berth's ${machine.berth}; ${((Date.now() - started) / 1000).toFixed(0)} s`)
