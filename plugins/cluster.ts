@@ -5,9 +5,16 @@
 import fp from 'fastify-plugin'
 import https from 'node:https'
 import { readFileSync } from 'node:fs'
+import { networkInterfaces } from 'node:os'
 import { Counter, Gauge } from 'prom-client'
 import { serverTlsOptions } from '../src/tls.js'
 import { registryError, writeRegistryError } from '../src/errors.js'
+
+/** https:// + this host's first non-loopback IPv4 address (in Kubernetes, the pod's IP) + the internal port. */
+function defaultAdvertise (port: number): string {
+  const address = Object.values(networkInterfaces()).flat().find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address ?? '127.0.0.1'
+  return `https://${address}:${port}`
+}
 
 export default fp(async function cluster (fastify) {
   const config = fastify.berthConfig.cluster
@@ -23,7 +30,13 @@ export default fp(async function cluster (fastify) {
   if (config.placement !== undefined) {
     const p = config.placement
     const { Placement } = await import('../src/cluster/placement.js')
-    const placement = new Placement({ advertise: p.advertise, peers: p.peers, secret: p.secretFile !== undefined ? readFileSync(p.secretFile, 'utf8').trim() : p.secret as string }, fastify.berthConfig)
+    const publicHost = fastify.berthConfig.listen.publicHost?.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
+    const placement = new Placement({
+      advertise: p.advertise ?? defaultAdvertise(p.listen.port),
+      peers: p.peers,
+      servername: p.servername ?? publicHost,
+      secret: p.secretFile !== undefined ? readFileSync(p.secretFile, 'utf8').trim() : p.secret as string
+    }, fastify.berthConfig)
     fastify.placement = placement
     placement.start(state.client, fastify.log)
     // The internal listener: TLS as the public one; a request without a valid peer signature gets 403;

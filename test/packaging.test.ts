@@ -101,11 +101,11 @@ test('deploy/kubernetes parses, and every name, key, port, probe and path it ref
   const kustomization = parse(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as { resources: string[] }
   type Doc = { kind: string, metadata: { name: string }, data?: Record<string, string>, stringData?: Record<string, string>, spec?: any } // eslint-disable-line @typescript-eslint/no-explicit-any
   const docs: Doc[] = kustomization.resources.map((f) => parse(readFileSync(join(dir, f), 'utf8')) as Doc)
-  const byKind = (k: string) => docs.find((d) => d.kind === k) as Doc
-  const configMap = byKind('ConfigMap')
-  const secret = byKind('Secret')
-  const deployment = byKind('Deployment')
-  const service = byKind('Service')
+  const byName = (k: string, name: string) => docs.find((d) => d.kind === k && d.metadata.name === name) as Doc
+  const configMap = byName('ConfigMap', 'berth-config')
+  const secret = byName('Secret', 'berth-files')
+  const deployment = byName('Deployment', 'berth')
+  const service = byName('Service', 'berth')
   const config = parseConfig(configMap.data?.['berth.yaml'] ?? '', '/etc/berth/berth.yaml')
   const pod = deployment.spec.template.spec
   const container = pod.containers[0]
@@ -124,11 +124,21 @@ test('deploy/kubernetes parses, and every name, key, port, probe and path it ref
   assert.equal(volumes.files.secret.secretName, secret.metadata.name)
   const mounted = new Set<string>()
   for (const m of container.volumeMounts as Array<{ name: string, mountPath: string, subPath: string }>) {
-    const source = m.name === 'config' ? configMap.data : secret.stringData
-    assert.ok(source && m.subPath in source, `${m.name} has ${m.subPath}`)
+    if (m.name !== 'cache') {
+      const source = m.name === 'config' ? configMap.data : secret.stringData
+      assert.ok(source && m.subPath in source, `${m.name} has ${m.subPath}`)
+    }
     mounted.add(m.mountPath)
   }
-  for (const path of [config.tls?.cert, config.tls?.key, config.auth?.htpasswd]) assert.ok(mounted.has(path as string), `${path} is mounted`)
+  for (const path of [config.tls?.cert, config.tls?.key, config.auth?.htpasswd, config.cluster?.placement?.secretFile, config.cache?.dir]) assert.ok(mounted.has(path as string), `${path} is mounted`)
+  // The replicas' shared store and their peers: Redis where the config says, the internal port by name.
+  const redis = byName('Service', 'berth-redis')
+  assert.equal(config.cluster?.redis.url, `redis://${redis.metadata.name}:${redis.spec.ports[0].port}`)
+  assert.deepEqual(redis.spec.selector, byName('Deployment', 'berth-redis').spec.selector.matchLabels)
+  assert.equal(ports.internal, config.cluster?.placement?.listen.port)
+  const peers = byName('Service', 'berth-peers')
+  assert.equal(peers.spec.clusterIP, 'None')
+  assert.equal(peers.spec.ports[0].targetPort, 'internal')
 })
 
 test('npm test sets up its own tools: one script, run by pretest, which CI reaches through npm test; without root it names the exact command', (t) => {

@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis'
 import type { BerthConfig } from '../config/schema.js'
 import { UpstreamPool } from '../upstream/pool.js'
 
-export interface PlacementConfig { advertise: string, secret: string, peers?: string[] }
+export interface PlacementConfig { advertise: string, secret: string, peers?: string[], servername?: string }
 
 const HEADER = 'x-berth-peer'
 /** A request that came in on the internal listener with a valid peer signature (never hops again). */
@@ -75,7 +75,7 @@ export class Placement {
     let pool = this.#pools.get(owner)
     if (pool === undefined) {
       const up = this.#berth.upstream
-      const servers = [{ url: owner, weight: 1, maxFails: 1, failTimeout: 10_000, backup: false }, ...up.servers.map((s) => ({ ...s, backup: true }))]
+      const servers = [{ url: owner, weight: 1, maxFails: 1, failTimeout: 10_000, backup: false, servername: this.config.servername }, ...up.servers.map((s) => ({ ...s, backup: true }))]
       pool = new UpstreamPool({ ...this.#berth, upstream: { ...up, servers, healthCheck: undefined } })
       this.#pools.set(owner, pool)
     }

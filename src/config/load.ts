@@ -135,7 +135,8 @@ function ruleProblems (config: BerthConfig): string[] {
     if (config.cache === undefined) problems.push('cluster.placement: needs cache (the copies it places)')
     if (tls === undefined) problems.push('cluster.placement: needs tls (the internal listener speaks TLS with berth\'s certificate)')
     if ((placement.secret === undefined) === (placement.secretFile === undefined)) problems.push('cluster.placement: expected one of secret or secretFile')
-    if (placement.peers !== undefined && !placement.peers.includes(placement.advertise)) problems.push(`cluster.placement.peers: expected this replica's advertise URL ${placement.advertise} among them`)
+    if (placement.peers !== undefined && placement.advertise === undefined) problems.push('cluster.placement.advertise: is required with peers (this replica\'s own URL among them)')
+    else if (placement.peers !== undefined && placement.advertise !== undefined && !placement.peers.includes(placement.advertise)) problems.push(`cluster.placement.peers: expected this replica's advertise URL ${placement.advertise} among them`)
   }
   const auth = config.auth
   if (!auth) return problems

@@ -181,7 +181,8 @@ export const ConfigSchema = Type.Object({
         host: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Address of the internal listener (peers only: keep it off the public network).' }),
         port: Port(8444, 'Its port.')
       }, 'The internal listener other replicas fetch blobs from (TLS with berth\'s certificate; every request must carry a peer signature).'),
-      advertise: Type.String({ pattern: '^https://', description: 'How the other replicas reach this one\'s internal listener, e.g. https://10.0.0.5:8444 (a pod IP). Unique per replica: it is the replica\'s name in the hashing.', expected: 'an https:// URL' }),
+      advertise: Type.Optional(Type.String({ pattern: '^https://', description: 'How the other replicas reach this one\'s internal listener, e.g. https://10.0.0.5:8444. Unique per replica: it is the replica\'s name in the hashing. Default: https:// + this host\'s first non-loopback IPv4 address (a pod\'s IP) + the internal port.', expected: 'an https:// URL' })),
+      servername: Type.Optional(Type.String({ minLength: 1, description: 'The name in berth\'s certificate that peers verify when they connect to an address (a pod IP) the certificate does not name; default: the host of `listen.publicHost`, else the address itself.' })),
       secret: Type.Optional(Type.String({ minLength: 16, description: 'Shared by every replica: signs peer requests (prefer `secretFile`).', expected: 'at least 16 characters' })),
       secretFile: Type.Optional(FilePath('A file holding the shared secret; relative to the config file.')),
       peers: Type.Optional(Type.Array(Type.String({ pattern: '^https://' }), { description: 'Every replica\'s `advertise` URL (this one included). Absent: members announce themselves in Redis every 2 s (gone after 6 s).', expected: 'a list of https:// URLs' }))

@@ -35,10 +35,11 @@ export class UpstreamDispatcher {
   /** undici drops a kept-alive connection whenever a request names another server name: name one. */
   readonly #servername: string
 
-  constructor (url: URL, config: BerthConfig, tls: UpstreamTls) {
+  /** `name`: the name to ask for and verify instead of the URL's host (a peer reached at its pod address). */
+  constructor (url: URL, config: BerthConfig, tls: UpstreamTls, name?: string) {
     const { timeouts } = config.upstream
-    const servername = tlsName(url.hostname)
-    this.#servername = url.hostname
+    const servername = name ?? tlsName(url.hostname)
+    this.#servername = name ?? url.hostname
     const base = buildConnector({ ca: tls.ca, rejectUnauthorized: tls.verify, timeout: timeouts.connect })
     this.#pool = new Pool(url.origin, {
       connect: (opts, cb) => base({ ...opts, servername }, cb),

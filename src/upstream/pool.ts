@@ -35,7 +35,8 @@ export class UpstreamPool {
         before.configure(settings)
         return before
       }
-      const fresh = new Upstream(url, settings, new UpstreamDispatcher(url, config, this.tls), initial)
+      // `servername`: not in the schema; cache placement names its peers' certificate (src/cluster/placement.ts).
+      const fresh = new Upstream(url, settings, new UpstreamDispatcher(url, config, this.tls, (s as { servername?: string }).servername), initial)
       if (before !== undefined) fresh.inherit(before)
       return fresh
     })
