@@ -135,6 +135,7 @@ test('through the balancer: pulls work, with Redis killed mid-run (fail open, sa
   }
   await waitFor(() => replicas.every((r) => /cluster: Redis unreachable; counting failed logins on this replica only/.test(r.output())), 5000, 'the error log line')
   assert.equal(await metric(replicas[1], 'berth_cluster_redis_up'), 0)
+  assert.equal((await fetch(`http://127.0.0.1:${replicas[1].admin}/readyz`)).status, 200, 'still ready: it serves')
   // Counting goes on locally: six guesses on one replica still lock the address there.
   for (let i = 0; i < 6; i++) assert.equal(await get(replicas[2].port, basic('dave', 'x'), '10.4.0.1'), 401)
   assert.equal(await get(replicas[2].port, basic('carol'), '10.4.0.1'), 429)
