@@ -79,7 +79,7 @@ test('unknown keys are errors, at any depth, each named by its key path with the
   ])
   assert.deepEqual(problems('upstream: { servers: [ { url: "https://a:1", wieght: 2 } ] }\n'), ['upstream.servers[0].wieght: unknown key: did you mean weight?'])
   assert.deepEqual(problems(MINIMAL + 'upstream_max_fails: 3\nlog: { levle: info, colour: red }\n'), [
-    'upstream_max_fails: unknown key (expected one of listen, trustedProxies, tls, upstream, auth, timeouts, limits, cache, admin, pressure, shutdown, pidFile, plugins, log)',
+    'upstream_max_fails: unknown key (expected one of listen, workers, trustedProxies, tls, upstream, auth, timeouts, limits, cache, cluster, admin, pressure, shutdown, pidFile, plugins, log)',
     'log.levle: unknown key: did you mean level?',
     'log.colour: unknown key (expected one of access, error, level, format, errorFormat)'
   ])
