@@ -199,3 +199,51 @@ export async function runPeer (t: Cleanups, cmd: string, args: string[], env: Re
   }, 10_000, cmd)
   return { pid: child.pid as number }
 }
+
+/**
+ * A distant registry without network namespaces (this machine's kernel has no netem): a TCP relay that
+ * delivers each chunk `delayMs` after it arrived, at most `bytesPerSecond` each way, pausing the sender
+ * rather than holding more than a moment of traffic.
+ */
+export async function startThrottledRelay (t: Cleanups, targetPort: number, o: { delayMs: number, bytesPerSecond: number }): Promise<{ port: number }> {
+  const net = await import('node:net')
+  // One queue per direction, drained in order by one timer: a timer per chunk could fire out of order.
+  const slow = (from: import('node:net').Socket, to: import('node:net').Socket): void => {
+    let free = 0
+    const queue: Array<{ chunk: Buffer | null, at: number }> = []
+    let timer: NodeJS.Timeout | null = null
+    const pump = (): void => {
+      timer = null
+      const now = Date.now()
+      while (queue.length > 0 && queue[0].at <= now) {
+        const { chunk } = queue.shift() as { chunk: Buffer | null }
+        if (chunk === null) to.end()
+        else to.write(chunk)
+      }
+      if (free - now < 50) from.resume()
+      if (queue.length > 0) timer = setTimeout(pump, queue[0].at - now)
+    }
+    const push = (chunk: Buffer | null): void => {
+      const now = Date.now()
+      if (chunk !== null) free = Math.max(now, free) + chunk.length / o.bytesPerSecond * 1000
+      queue.push({ chunk, at: Math.max(now, free) + o.delayMs })
+      if (free - now > 50) from.pause()
+      if (timer === null) timer = setTimeout(pump, queue[0].at - now)
+    }
+    from.on('data', (chunk: Buffer) => { push(chunk) })
+    from.on('end', () => { push(null) })
+    from.on('error', () => { to.destroy() })
+    to.on('error', () => { from.destroy() })
+  }
+  const sockets = new Set<import('node:net').Socket>()
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1')
+    for (const s of [client, upstream]) { sockets.add(s); s.on('close', () => sockets.delete(s)) }
+    slow(client, upstream)
+    slow(upstream, client)
+    // An end travels like data (after what is still on its way); only an error cuts the other side.
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => { server.close(); for (const s of sockets) s.destroy() })
+  return { port: (server.address() as import('node:net').AddressInfo).port }
+}

@@ -26,7 +26,26 @@ function bcryptUsers (htpasswd: string): Array<[string, string]> {
   return readFileSync(htpasswd, 'utf8').split('\n').map((l) => l.split(':') as [string, string]).filter(([, h]) => h?.startsWith('$2'))
 }
 
-function nginxConf (prefix: string, o: PeerOptions, tuned: boolean): string {
+/** nginx's blob cache, the usual recipe: blobs by their digest path, one fetch per blob (proxy_cache_lock). */
+const NGINX_BLOB_CACHE = (prefix: string, o: PeerOptions) => `
+    location ~ "^/v2/.+/blobs/sha256:[0-9a-f]{64}$" {
+      auth_basic "Auth";
+      auth_basic_user_file ${o.htpasswd};
+      proxy_pass https://registry;
+      proxy_cache blobs;
+      proxy_cache_key $uri;
+      proxy_cache_valid 200 7d;
+      proxy_cache_lock on;
+      proxy_cache_lock_timeout 300s;
+      proxy_ignore_headers Cache-Control Expires Set-Cookie;
+      proxy_buffering on;
+      proxy_http_version 1.1;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      add_header X-Cache-Status $upstream_cache_status;
+    }`
+
+function nginxConf (prefix: string, o: PeerOptions, tuned: boolean, cache = false): string {
   return `
 worker_processes auto;
 error_log ${prefix}/logs/error.log;
@@ -35,7 +54,8 @@ events { worker_connections 1024; }
 http {
   access_log ${prefix}/logs/access.log${tuned ? ' combined buffer=64k flush=1s' : ''};
   client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
+  proxy_temp_path ${prefix}/proxy;${cache ? `
+  proxy_cache_path ${prefix}/cache levels=1:2 keys_zone=blobs:10m max_size=20g inactive=7d use_temp_path=off;` : ''}
   upstream registry {
     server 127.0.0.1:${o.upstreamPort} weight=1;${tuned ? '\n    keepalive 32;' : ''}
   }
@@ -49,7 +69,7 @@ http {
     ssl_ciphers HIGH:!aNULL:!MD5;
     ssl_prefer_server_ciphers on;
     client_max_body_size 300m;
-    chunked_transfer_encoding on;
+    chunked_transfer_encoding on;${cache ? NGINX_BLOB_CACHE(prefix, o) : ''}
     location / {
       auth_basic "Auth";
       auth_basic_user_file ${o.htpasswd};
@@ -68,11 +88,11 @@ http {
 `
 }
 
-async function nginx (t: Cleanups, name: string, prefix: string, o: PeerOptions, tuned: boolean): Promise<Peer> {
+async function nginx (t: Cleanups, name: string, prefix: string, o: PeerOptions, tuned: boolean, cache = false): Promise<Peer> {
   need('nginx', 'nginx-light')
   mkdirSync(join(prefix, 'logs'), { recursive: true })
   const conf = join(prefix, 'nginx.conf')
-  writeFileSync(conf, nginxConf(prefix, o, tuned))
+  writeFileSync(conf, nginxConf(prefix, o, tuned, cache))
   const n = await runNginx(t, prefix, conf, { port: o.port, ca: o.ca })
   return { name, port: n.port, pid: n.pid, version: n.version, users: ['apr1', 'bcrypt'] }
 }
@@ -155,3 +175,6 @@ export const PEERS: Record<string, (t: Cleanups, prefix: string, o: PeerOptions)
   caddy,
   haproxy
 }
+
+/** nginx with `proxy_cache` for blobs (the usual recipe), for the distant-registry measurement. */
+export const nginxWithCache = async (t: Cleanups, prefix: string, o: PeerOptions): Promise<Peer> => await nginx(t, 'nginx proxy_cache', prefix, o, false, true)

@@ -17,10 +17,12 @@
 //   workers   berth with workers: 2 against one worker, nginx (worker_processes auto) and HAProxy (nbthread)
 //   placement three replicas on Redis pulling one image in turn: bytes read from the registry, with and
 //             without cache placement
+//   distant   the registry behind a slow, distant link (a throttling relay: DISTANT_MBIT, DISTANT_DELAY_MS):
+//             repeated pulls through berth's cache, nginx with proxy_cache, and nginx without a cache
 // Prints a markdown table (one column per peer, and berth against the best of them) and, for a full run,
 // writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
-//   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory,token,workers,placement]
+//   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory,token,workers,placement,distant]
 //   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned,caddy,haproxy
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -31,8 +33,8 @@ import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
 import { startRegistry, startRedis, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
 import { spawnBerth, testCerts, sleep } from '../test/helper.js'
-import { median, need, curl, curlAsync, load, startStaticUpstream, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
-import { PEERS } from './peers.js'
+import { median, need, curl, curlAsync, load, startStaticUpstream, startThrottledRelay, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
+import { PEERS, nginxWithCache } from './peers.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const SECONDS = Number(process.env.SECONDS ?? 2)
@@ -613,11 +615,46 @@ try {
     )
   }
 
+  // ---- a distant registry -----------------------------------------------------------------------
+  const distantRows: string[] = []
+  if (wanted('distant')) {
+    const mbit = Number(process.env.DISTANT_MBIT ?? 200)
+    const delayMs = Number(process.env.DISTANT_DELAY_MS ?? 10)
+    const relay = await startThrottledRelay(t, registry.port, { delayMs, bytesPerSecond: mbit * 1e6 / 8 })
+    const peerOptions = async (name: string) => ({ port: await freePort(), upstreamPort: relay.port, cert: files.cert, key: files.key, htpasswd, ca: files.caCert, name })
+    const all: Target[] = [
+      { ...(await startBerthTarget('berth-distant', relay.port, `cache: { dir: ${join(dir, 'distant-cache')}, maxSize: 20g }`)), name: 'berth, cache' },
+      await (async () => { const p = await nginxWithCache(t, join(dir, 'nginx-distant-cache'), await peerOptions('c')); return { name: 'nginx proxy_cache', port: p.port, pid: p.pid, creds: users.apr1, kinds: p.users } })(),
+      await (async () => { const p = await PEERS.nginx(t, join(dir, 'nginx-distant'), await peerOptions('n')); return { name: 'nginx, no cache', port: p.port, pid: p.pid, creds: users.apr1, kinds: p.users } })()
+    ]
+    const src = join(dir, 'image-distant')
+    await ociLayout(src, 'v1', layers(IMAGE_MB), { fast: 'distant' })
+    await timed(['copy', ...certFlag('dest', direct), `oci:${src}:v1`, `docker://localhost:${registry.port}/bench/distant:v1`])
+    rmSync(src, { recursive: true, force: true })
+    const ref = (target: Target) => `docker://localhost:${target.port}/bench/distant:v1`
+    const first: Record<string, number> = {}
+    for (const target of all) first[target.name] = await pull(target, ref(target)) // fills the caches
+    await sleep(1000) // the last copies are renamed into place after their downloads end
+    const r: Record<string, number[]> = Object.fromEntries(all.map((x) => [x.name, []]))
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const target of order(all, round)) r[target.name].push(await pull(target, ref(target)))
+      log(`distant round ${round + 1}: ${all.map((x) => `${x.name} ${fmt(r[x.name].at(-1), 2)}`).join(', ')} s (first pulls: ${all.map((x) => fmt(first[x.name], 2)).join(', ')} s)`)
+    }
+    results.distant = { first, repeated: r, mbit, delayMs }
+    const m = (name: string) => median(r[name])
+    distantRows.push(
+      `| \`skopeo copy\` pull of a ${5 * IMAGE_MB} MB image, the registry behind ${mbit} Mbit/s and ${delayMs} ms each way, seconds | nginx, no cache | nginx proxy_cache | berth, cache | berth / nginx proxy_cache |`,
+      '| --- | --- | --- | --- | --- |',
+      `| first pull (fills the caches) | ${fmt(first['nginx, no cache'], 2)} | ${fmt(first['nginx proxy_cache'], 2)} | ${fmt(first['berth, cache'], 2)} | **${fmt(first['berth, cache'] / first['nginx proxy_cache'], 2)}x** |`,
+      `| repeated pull, median of ${ROUNDS} | ${fmt(m('nginx, no cache'), 2)} | ${fmt(m('nginx proxy_cache'), 2)} | ${fmt(m('berth, cache'), 2)} | **${fmt(m('berth, cache') / m('nginx proxy_cache'), 2)}x** |`
+    )
+  }
+
   const table = [
     `| median of ${ROUNDS} rounds | registry direct | ${PEER_NAMES.join(' | ')} | berth | berth / best peer | target |`,
     `| --- |${' --- |'.repeat(columns.length + 2)}`,
     ...rows
-  ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '') + [tokenRows, workerRows, placementRows].filter((x) => x.length > 0).map((x) => '\n\n' + x.join('\n')).join('')
+  ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '') + [tokenRows, workerRows, placementRows, distantRows].filter((x) => x.length > 0).map((x) => '\n\n' + x.join('\n')).join('')
   console.log(`\n${table}\n`)
   const machine = { berth: SOURCES ? 'sources through tsx' : 'compiled build', peers: PEER_NAMES, cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
   console.log(`${machine.cores} cores (${machine.cpu}), Node ${machine.node}, berth's ${machine.berth}; ${((Date.now() - started) / 1000).toFixed(0)} s`)
