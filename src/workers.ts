@@ -53,7 +53,9 @@ export async function runPrimary (config: BerthConfig, count: number): Promise<v
 
   const fork = (): void => {
     const started = Date.now()
-    const w = cluster.fork({ BERTH_WORKERS: String(count) })
+    // BERTH_TSX says tsx is registered in this process: a worker registers its own (bin/berth.js, or the
+    // first TypeScript plugin), so it must not inherit the primary's.
+    const w = cluster.fork({ BERTH_WORKERS: String(count), BERTH_TSX: '' })
     w.on('message', (m: WorkerMessage) => {
       if (m.berth === 'admin') admins.set(w.id, m.port)
       else if (m.berth === 'fail' && throttle.fail(m.key)) {
