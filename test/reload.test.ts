@@ -79,3 +79,18 @@ test('parts that wait on each other are an error; a part without abort is fine w
   const config = parseConfig('upstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }\n', '/x.yaml')
   await assert.rejects(applyReload([part('a'), part('b', [], true)], config, config), /b failed/)
 })
+
+test('identity and cluster settings: edge and token mode switch only with a restart; client CAs and the cluster are noted', async () => {
+  const up = 'upstream: { servers: [ { url: "http://127.0.0.1:5000" } ] }\n'
+  const edge = parseConfig(up + 'tls: { cert: /c, key: /k }\nauth: { htpasswd: /x }\n', '/x.yaml')
+  const token = parseConfig(up + 'tls: { cert: /c, key: /k }\nauth: { htpasswd: /x, token: { key: /k, cert: /c } }\n', '/x.yaml')
+  await assert.rejects(applyReload([], edge, token), /auth\.token: switching between edge mode and token mode needs a restart/)
+  await assert.rejects(applyReload([], token, edge), /auth\.token: switching between edge mode and token mode needs a restart/)
+  const mtls = parseConfig(up + 'tls: { cert: /c, key: /k, clientCa: /ca }\nauth: { htpasswd: /x }\n', '/x.yaml')
+  assert.deepEqual((await applyReload([], edge, mtls)).notes, ['tls.clientCa: asking for client certificates (or not) changes only with a restart'])
+  const required = parseConfig(up + 'tls: { cert: /c, key: /k, clientCa: /ca, clientAuth: required }\nauth: { htpasswd: /x }\n', '/x.yaml')
+  assert.deepEqual((await applyReload([], mtls, required)).notes, ['tls.clientCa: asking for client certificates (or not) changes only with a restart'])
+  assert.deepEqual((await applyReload([], mtls, mtls)).notes, [])
+  const clustered = parseConfig(up + 'tls: { cert: /c, key: /k }\nauth: { htpasswd: /x }\ncluster: { redis: { url: "redis://r:6379" } }\n', '/x.yaml')
+  assert.deepEqual((await applyReload([], edge, clustered)).notes, ['cluster: the shared store changes only with a restart'])
+})

@@ -118,3 +118,11 @@ test('mount sources: every non-empty `from` of a POST, whatever the order or the
   assert.deepEqual(mountSources('PUT', '/v2/a/blobs/uploads/u?from=b'), [])
   assert.deepEqual(mountSources('POST', '/v2/a/blobs/uploads/'), [])
 })
+
+test('berth\'s own /token takes the OAuth2 form (it never reaches the registry); every other path does not', () => {
+  const form = ['Host', 'r.example', 'Content-Type', 'application/x-www-form-urlencoded']
+  assert.equal(refusal(readTarget(req('/token', form))), 'ok')
+  assert.equal(refusal(readTarget(req('/token?service=registry', form))), 'ok')
+  assert.equal(refusal(readTarget(req('/tokens', form))), 'framing')
+  assert.equal(refusal(readTarget(req('/v2/a/blobs/uploads/', form))), 'framing')
+})
