@@ -137,10 +137,9 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
   }
   app.control.reload = reload
   app.control.stop = () => { setImmediate(() => onStop('berth stop')) }
-  // A worker hears reload and drain from the primary.
+  // A worker hears reload from the primary (drain comes as SIGTERM).
   const onMessage = (m: WorkerMessage): void => {
     if (m.berth === 'reload') void reload().then((o) => process.send?.({ berth: 'reloaded', id: m.id, ...o }))
-    else if (m.berth === 'stop') onStop('berth stop')
   }
   if (worker) process.on('message', onMessage)
   process.on('SIGUSR1', onUsr1)
@@ -172,7 +171,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     AggregatorRegistry.setRegistries([app.metrics])
     new AggregatorRegistry() // eslint-disable-line no-new
     const admin = app.adminServer?.server.address()
-    if (admin !== null && admin !== undefined && typeof admin === 'object') process.send?.({ berth: 'admin', port: admin.port } satisfies WorkerMessage)
+    process.send?.({ berth: 'ready', admin: admin !== null && admin !== undefined && typeof admin === 'object' ? admin.port : null } satisfies WorkerMessage)
   }
   const address = app.server.address()
   app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined, pidFile: config.pidFile }, 'berth listening')

@@ -16,12 +16,11 @@ import { Throttle } from './auth/throttle.js'
 
 /** What a worker and the primary say to each other. */
 export type WorkerMessage =
-  | { berth: 'admin', port: number }
+  | { berth: 'ready', admin: number | null }
   | { berth: 'fail', key: string }
   | { berth: 'block', key: string, until: number }
   | { berth: 'reload', id: number }
   | { berth: 'reloaded', id: number, ok: boolean, message: string }
-  | { berth: 'stop' }
 
 export function workerCount (workers: number | 'auto'): number {
   return workers === 'auto' ? availableParallelism() : workers
@@ -45,6 +44,8 @@ export async function runPrimary (config: BerthConfig, count: number): Promise<v
   const log = logs.logger.child({ role: 'primary' })
   const throttle = new Throttle(config.auth?.throttle ?? { failures: 10, userFailures: 50, window: 60_000, block: 300_000 })
   const admins = new Map<number, number>()
+  /** Workers that listen (a worker still starting reads the configuration file as it is when it starts). */
+  const ready = new Set<number>()
   const reloads = new Map<number, (outcome: { ok: boolean, message: string }) => void>()
   let stopping = false
   let nextId = 1
@@ -57,7 +58,7 @@ export async function runPrimary (config: BerthConfig, count: number): Promise<v
     // first TypeScript plugin), so it must not inherit the primary's.
     const w = cluster.fork({ BERTH_WORKERS: String(count), BERTH_TSX: '' })
     w.on('message', (m: WorkerMessage) => {
-      if (m.berth === 'admin') admins.set(w.id, m.port)
+      if (m.berth === 'ready') { ready.add(w.id); if (m.admin !== null) admins.set(w.id, m.admin) }
       else if (m.berth === 'fail' && throttle.fail(m.key)) {
         const until = Date.now() + throttle.block
         for (const other of alive()) send(other, { berth: 'block', key: m.key, until })
@@ -65,6 +66,7 @@ export async function runPrimary (config: BerthConfig, count: number): Promise<v
     })
     w.on('exit', (code, signal) => {
       admins.delete(w.id)
+      ready.delete(w.id)
       if (stopping) return
       log.error({ worker: w.process.pid, code, signal }, 'worker died; starting another')
       setTimeout(fork, Date.now() - started < 5000 ? 1000 : 0).unref()
@@ -73,9 +75,10 @@ export async function runPrimary (config: BerthConfig, count: number): Promise<v
   for (let i = 0; i < count; i++) fork()
 
   const reloadAll = async (): Promise<{ ok: boolean, message: string }> => {
-    const outcomes = await Promise.all(alive().map(async (w) => await new Promise<{ ok: boolean, message: string }>((resolve) => {
+    const outcomes = await Promise.all(alive().filter((w) => ready.has(w.id)).map(async (w) => await new Promise<{ ok: boolean, message: string }>((resolve) => {
       const id = nextId++
-      reloads.set(id, (o) => { reloads.delete(id); resolve(o) })
+      const timer = setTimeout(() => { reloads.delete(id); resolve({ ok: false, message: `worker ${w.process.pid ?? '?'} did not answer` }) }, 30_000)
+      reloads.set(id, (o) => { clearTimeout(timer); reloads.delete(id); resolve(o) })
       send(w, { berth: 'reload', id })
     })))
     const ok = outcomes.every((o) => o.ok)
@@ -85,7 +88,9 @@ export async function runPrimary (config: BerthConfig, count: number): Promise<v
     if (stopping) return
     stopping = true
     log.info({ workers: alive().length }, 'draining every worker')
-    for (const w of alive()) send(w, { berth: 'stop' })
+    // A signal, not a message: a worker still starting has no message handler yet and would never hear a
+    // message, while SIGTERM ends it at once (or drains it once its handlers are in place).
+    for (const w of alive()) w.process.kill('SIGTERM')
     const done = (): void => {
       if (alive().length > 0) return
       void (async () => {
