@@ -135,6 +135,12 @@ function program (setCode: (code: number) => void): Command {
       } catch (err) { setCode(fail((err as Error).message)) }
     })
 
+  /** The configuration and its access keys file (access keys need an auth section). */
+  const keysOf = async (path: string) => {
+    const config = await loadConfig(path)
+    if (config.auth?.keys === undefined) throw new Error(`${path} has no auth section: access keys need one`)
+    return { config, file: config.auth.keys }
+  }
   const key = cli.command('key').description('access keys for machines (CI jobs, robots): create, list, revoke')
   key.command('create')
     .description('make a key and print its secret, once: the password of `docker login -u USER`')
@@ -153,8 +159,7 @@ function program (setCode: (code: number) => void): Command {
         if (opts.expires !== 'never' && (!new RegExp(DURATION_PATTERN).test(opts.expires) || parseDuration(opts.expires) <= 0)) { setCode(fail(`--expires ${opts.expires}: expected a duration like 90d or 12h, or never`)); return }
         const repos = opts.repos.split(',').map((r) => r.trim()).filter((r) => r !== '')
         if (repos.length === 0 || repos.some((r) => !/^[a-z0-9._/*?-]+$/.test(r))) { setCode(fail(`--repos ${opts.repos}: expected repository globs like team/**`)); return }
-        const file = (await loadConfig(opts.config)).auth?.keys
-        if (file === undefined) { setCode(fail(`${opts.config} has no auth section: access keys need one`)); return }
+        const { file } = await keysOf(opts.config)
         const { key: k, secret } = await createKey(file, { user: opts.user, repositories: repos, actions, expiresIn: opts.expires === 'never' ? null : parseDuration(opts.expires) })
         process.stderr.write(`key ${k.id} for ${k.user}: ${k.actions.join(',')} on ${k.repositories.join(', ')}, ${k.expires === null ? 'no expiry' : `expires ${k.expires}`} (in ${file}).\nThe secret, shown only now (docker login -u ${k.user} --password-stdin):\n`)
         process.stdout.write(`${secret}\n`)
@@ -167,9 +172,7 @@ function program (setCode: (code: number) => void): Command {
     .action(async (opts: { config: string }) => {
       try {
         const { listKeys, keyStatus } = await import('./auth/keys.js')
-        const file = (await loadConfig(opts.config)).auth?.keys
-        if (file === undefined) { setCode(fail(`${opts.config} has no auth section`)); return }
-        const keys = await listKeys(file)
+        const keys = await listKeys((await keysOf(opts.config)).file)
         process.stdout.write(['ID            USER            STATUS   EXPIRES                   ACTIONS  REPOSITORIES',
           ...keys.map((k) => `${k.id}  ${k.user.padEnd(15)} ${keyStatus(k).padEnd(8)} ${(k.expires ?? 'never').padEnd(25)} ${k.actions.join(',').padEnd(8)} ${k.repositories.join(',')}`)].join('\n') + '\n')
         setCode(0)
@@ -182,15 +185,13 @@ function program (setCode: (code: number) => void): Command {
     .action(async (id: string, opts: { config: string }) => {
       try {
         const { revokeKey } = await import('./auth/keys.js')
-        const file = (await loadConfig(opts.config)).auth?.keys
-        if (file === undefined) { setCode(fail(`${opts.config} has no auth section`)); return }
-        const config = await loadConfig(opts.config)
+        const { file, config } = await keysOf(opts.config)
         const k = await revokeKey(file, id)
         // Replicas whose keys file has not changed yet hear it from the shared store.
         if (config.cluster !== undefined) await (await import('./cluster/state.js')).publishRevocation(config.cluster, k.id)
         process.stdout.write(`key ${k.id} (${k.user}) revoked ${k.revoked as string}${config.cluster !== undefined ? ', on every replica' : ''}\n`)
         setCode(0)
-      } catch (err) { setCode(err instanceof ConfigError ? configProblem(err) : fail((err as Error).message)) }
+      } catch (err) { setCode(configProblem(err)) }
     })
 
   cli.command('passwd')
