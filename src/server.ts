@@ -7,10 +7,6 @@ import { hostname } from 'node:os'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, configWarnings } from './config/load.js'
 import type { BerthConfig } from './config/schema.js'
-import { createLogs } from './logging.js'
-import { buildApp } from './app.js'
-import { ensureDevRegistry } from './dev-registry.js'
-import { tcpProbe } from './upstream/probe.js'
 import type { ConfigError } from './errors.js'
 import cluster from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
@@ -53,6 +49,7 @@ function listenProblem (err: NodeJS.ErrnoException & { port?: number, address?: 
 
 /** A warning per upstream that does not accept a connection now (berth starts anyway, and answers 502). */
 async function unreachable (config: BerthConfig): Promise<string[]> {
+  const { tcpProbe } = await import('./upstream/probe.js')
   return (await Promise.all(config.upstream.servers.map(async (s) => {
     const url = new URL(s.url)
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80))
@@ -78,6 +75,9 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
   // A worker's share: its own cache folder, a private admin port (the primary answers the configured one).
   const share = (c: BerthConfig): BerthConfig => worker ? workerConfig(c, count) : c
   const config = share(loaded)
+  // Loaded here, not at the top: the primary of `workers` serves nothing and stays small without them.
+  const [{ buildApp }, { createLogs }, { ensureDevRegistry }] = await Promise.all([
+    import('./app.js'), import('./logging.js'), import('./dev-registry.js')])
   const registry = opts.dev === true && !worker ? await ensureDevRegistry(config, say) : null
   const logs = await createLogs(config)
   const app = await buildApp(config, { logs })
