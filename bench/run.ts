@@ -180,6 +180,10 @@ try {
   const proxies = [...peers, berth]
   const everything = [direct, ...proxies]
   log(`registry :${registry.port}, berth :${berth.port} (${SOURCES ? 'sources through tsx' : 'compiled build'})`)
+  // Idle RSS at start (every process of each proxy, after a second of quiet): the memory section quotes
+  // the peak over it through whatever ran before (transfers, authenticated load, the 401 path).
+  await sleep(1000)
+  const idleAtStart = Object.fromEntries(proxies.map((x) => [x.name, rssMB(x.pid)]))
   const ca = ['--cacert', files.caCert]
   const auth = (target: Target) => target.creds === null ? [] : ['-u', target.creds]
   const url = (target: Target, path: string) => `https://localhost:${target.port}${path}`
@@ -215,17 +219,23 @@ try {
   if (wanted('transfer')) {
     for (const target of everything) download(target) // warm up: page cache, TLS sessions, JIT
     const r: Record<string, Record<string, number[]>> = { download: perTarget(), monolithic: perTarget(), chunked: perTarget() }
+    const downloadCpu = perTarget() // each proxy's CPU seconds for one download (its whole process tree)
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of order(everything, round)) r.download[target.name].push(MB / download(target))
+      for (const target of order(everything, round)) {
+        const before = cpuSeconds(target.pid)
+        r.download[target.name].push(MB / download(target))
+        downloadCpu[target.name].push(cpuSeconds(target.pid) - before)
+      }
       for (const target of order(everything, round)) r.monolithic[target.name].push(MB / pushBlob(target, `bench/up-${round}`, blob, digest))
       for (const target of order(everything, round)) r.chunked[target.name].push(MB / patchBlob(target, `bench/patch-${round}`))
       log(`transfer round ${round + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${everything.map((x) => `${x.name} ${fmt(v[x.name].at(-1))}`).join(' ')}`).join('; ')} MB/s`)
     }
-    results.transfer = r
+    results.transfer = { ...r, downloadCpu }
     rows.push(heading(`${BLOB_MB} MiB blob, MB/s`))
     for (const [key, label] of [['download', 'download (GET)'], ['monolithic', 'monolithic upload (POST, PUT)'], ['chunked', 'chunked upload (POST, PATCH, PUT)']]) {
       rows.push(row(label, medians(r[key]), 'higher', '>= 1.0x'))
     }
+    rows.push(row('download: the proxy\'s CPU seconds', medians(downloadCpu), 'lower', '', 2))
     // What berth's digest check costs on a download: its CPU for one download, and what hashing the same
     // bytes costs (SHA-256, the same OpenSSL, measured here), as a share of it.
     const cpu: number[] = []
@@ -418,6 +428,8 @@ try {
   // ---- memory ----------------------------------------------------------------------------------
   const memoryRows: string[] = []
   if (wanted('memory')) {
+    const overRun = Object.fromEntries(proxies.map((x) => [x.name, Math.max(0, peakMB(x.pid) - idleAtStart[x.name])]))
+    const ran = ['transfer', 'small', '401', 'skopeo'].filter(wanted).join(', ')
     // MEMORY_MB each way: the blob several times over, pushed to the registry directly
     const big = join(dir, 'big')
     const hash = createHash('sha256')
@@ -475,11 +487,13 @@ try {
       r[`${target.name} downloads`] = peaks[target.name].reduce((a, b) => a + b, 0) / peaks[target.name].length
       log(`memory: ${target.name} idle ${fmt(r[`${target.name} idle`])} MB, peak over idle with ${DOWNLOADS} concurrent downloads: ${peaks[target.name].map((x) => fmt(x, 1)).join(', ')} MB`)
     }
-    results.memory = r
+    results.memory = { ...r, idleAtStart, overRun }
     const cells = (f: (name: string) => string) => proxies.map((x) => f(x.name)).join(' | ')
     memoryRows.push(
       `| peak RSS over idle, MB | ${proxies.map((x) => x.name).join(' | ')} | target |`,
       `| --- |${' --- |'.repeat(proxies.length + 1)}`,
+      `| idle RSS at start (all processes) | ${cells((n) => fmt(idleAtStart[n]))} | berth <= 64 |`,
+      `| peak over that through the sections before (${ran === '' ? 'none' : ran}) | ${cells((n) => fmt(overRun[n], 1))} | < 64 |`,
       `| idle RSS (all processes) | ${cells((n) => fmt(r[`${n} idle`]))} | |`,
       `| streaming ${fmt(bigSize / 1e9, 2)} GB up and ${fmt(bigSize / 1e9, 2)} GB down at once |${' |'.repeat(proxies.length - 1)} ${fmt(r.streaming, 1)} | < 64 |`,
       `| ${DOWNLOADS} concurrent downloads of a 16 MiB blob | ${cells((n) => fmt(r[`${n} downloads`], 1))} | < 64, flat |`

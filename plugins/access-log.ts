@@ -8,13 +8,20 @@ import { whenResponseDone } from '../src/response-done.js'
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 const pad = (n: number) => (n < 10 ? '0' : '') + n
 
-/** nginx $time_local: 29/Nov/2026:16:58:53 +0000 */
+let cachedSecond = NaN
+let cachedTime = ''
+
+/** nginx $time_local: 29/Nov/2026:16:58:53 +0000 (made once a second, as nginx does). */
 export function timeLocal (d: Date): string {
+  const second = Math.floor(d.getTime() / 1000)
+  if (second === cachedSecond) return cachedTime
   const off = -d.getTimezoneOffset()
   const sign = off >= 0 ? '+' : '-'
   const abs = Math.abs(off)
-  return `${pad(d.getDate())}/${MONTHS[d.getMonth()]}/${d.getFullYear()}:${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ` +
+  cachedTime = `${pad(d.getDate())}/${MONTHS[d.getMonth()]}/${d.getFullYear()}:${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ` +
     `${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`
+  cachedSecond = second
+  return cachedTime
 }
 
 /** nginx escapes `"`, backslash, control bytes and every byte >= 0x7f of logged variables as \xHH. */

@@ -1,6 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { formatCombined, timeLocal, type AccessEntry } from '../../plugins/access-log.js'
+import { EventEmitter } from 'node:events'
+import type { ServerResponse } from 'node:http'
+import { whenResponseDone } from '../../src/response-done.js'
 import { startBerth, startUpstream, request, htpasswdFile, basic, waitFor } from '../helper.js'
 
 const entry: AccessEntry = {
@@ -71,4 +74,30 @@ test('a 413 line names the user: the body limit is checked after authentication 
   assert.equal(lines.length, 2, berth.accessLog())
   assert.match(lines[0], /^127\.0\.0\.1 - - .* 401 /)
   assert.match(lines[1], /^127\.0\.0\.1 - alice \[.*\] "PUT \/v2\/a\/blobs\/uploads\/x HTTP\/1\.1" 413 /)
+})
+
+test('the local time is made once a second and is right at each second', () => {
+  const a = timeLocal(new Date(2026, 10, 29, 16, 58, 53, 100))
+  assert.equal(timeLocal(new Date(2026, 10, 29, 16, 58, 53, 900)), a)
+  assert.match(a, /^29\/Nov\/2026:16:58:53 /)
+  assert.match(timeLocal(new Date(2026, 10, 29, 16, 58, 54, 0)), /^29\/Nov\/2026:16:58:54 /)
+  assert.match(timeLocal(new Date(2026, 11, 1, 0, 0, 0, 0)), /^01\/Dec\/2026:00:00:00 /)
+})
+
+test('every caller hears of a response once, on finish or on close, and one that comes late is told at once', () => {
+  const res = new EventEmitter() as unknown as ServerResponse
+  const heard: string[] = []
+  whenResponseDone(res, () => heard.push('log'))
+  whenResponseDone(res, () => heard.push('metrics'))
+  assert.equal(res.listenerCount('finish'), 1)
+  res.emit('finish')
+  res.emit('close')
+  assert.deepEqual(heard, ['log', 'metrics'])
+  whenResponseDone(res, () => heard.push('late'))
+  assert.deepEqual(heard, ['log', 'metrics', 'late'])
+  const cut = new EventEmitter() as unknown as ServerResponse
+  whenResponseDone(cut, () => heard.push('cut'))
+  cut.emit('close')
+  cut.emit('finish')
+  assert.deepEqual(heard.slice(3), ['cut'])
 })
