@@ -23,6 +23,7 @@
 // writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
 //   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory,token,workers,placement,distant]
+//   berth runs `workers: auto` as the image does (BERTH_WORKERS=1: one process) except in the cache sections.
 //   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned,caddy,haproxy
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -44,6 +45,9 @@ const MEMORY_MB = Number(process.env.MEMORY_MB ?? 1000)
 const DOWNLOADS = Number(process.env.DOWNLOADS ?? 200)
 const BCRYPT_COST = process.env.BCRYPT_COST ?? '12'
 const SOURCES = process.env.BERTH_SOURCES === '1'
+// berth's processes as the Docker image's configuration sets them (one per core); the cache sections run
+// one process (each worker would keep its own cache), the workers section compares one with two.
+const WORKERS = process.env.BERTH_WORKERS ?? 'auto'
 const PEER_NAMES = (process.env.PEERS ?? Object.keys(PEERS).join(',')).split(',').filter((p) => p in PEERS)
 const CONNECTIONS = 32
 const onlyAt = process.argv.findIndex((a) => a.startsWith('--only'))
@@ -175,11 +179,11 @@ try {
   }
   process.env.BERTH_BUILD = SOURCES ? '0' : '1' // read by bench/entry.js in the berth processes
   const peers = await startPeers(registry.port, '')
-  const berth = await startBerthTarget('berth', registry.port)
+  const berth = await startBerthTarget('berth', registry.port, `workers: ${WORKERS}`)
   const direct: Target = { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null, kinds: [] }
   const proxies = [...peers, berth]
   const everything = [direct, ...proxies]
-  log(`registry :${registry.port}, berth :${berth.port} (${SOURCES ? 'sources through tsx' : 'compiled build'})`)
+  log(`registry :${registry.port}, berth :${berth.port} (${SOURCES ? 'sources through tsx' : 'compiled build'}, workers: ${WORKERS})`)
   // Idle RSS at start (every process of each proxy, after a second of quiet): the memory section quotes
   // the peak over it through whatever ran before (transfers, authenticated load, the 401 path).
   await sleep(1000)
@@ -313,7 +317,7 @@ try {
   // cores. Here they all stand in front of an upstream answering from memory: what proxying itself costs.
   if (wanted('static')) {
     const upstream = await startStaticUpstream(t, join(dir, 'static'), { port: await freePort(), cert: files.cert, key: files.key, ca: files.caCert })
-    const statics = [...await startPeers(upstream.port, '-static'), await startBerthTarget('berth-static', upstream.port)]
+    const statics = [...await startPeers(upstream.port, '-static'), await startBerthTarget('berth-static', upstream.port, `workers: ${WORKERS}`)]
     const stand: Target = { name: 'registry', port: upstream.port, pid: upstream.pid, creds: null, kinds: [] }
     const { r, rows: table } = await smallRequests('static', statics, ['apr1', 'bcrypt'], [...everything, ...statics, stand])
     results.static = r
@@ -430,6 +434,10 @@ try {
   if (wanted('memory')) {
     const overRun = Object.fromEntries(proxies.map((x) => [x.name, Math.max(0, peakMB(x.pid) - idleAtStart[x.name])]))
     const ran = ['transfer', 'small', '401', 'skopeo'].filter(wanted).join(', ')
+    // berth as one process (`workers: 1`, what a sidecar would run), idle after start
+    const single = await startBerthTarget('berth-one-process', registry.port, 'workers: 1')
+    await sleep(3000)
+    const singleIdle = rssMB(single.pid)
     // MEMORY_MB each way: the blob several times over, pushed to the registry directly
     const big = join(dir, 'big')
     const hash = createHash('sha256')
@@ -487,12 +495,13 @@ try {
       r[`${target.name} downloads`] = peaks[target.name].reduce((a, b) => a + b, 0) / peaks[target.name].length
       log(`memory: ${target.name} idle ${fmt(r[`${target.name} idle`])} MB, peak over idle with ${DOWNLOADS} concurrent downloads: ${peaks[target.name].map((x) => fmt(x, 1)).join(', ')} MB`)
     }
-    results.memory = { ...r, idleAtStart, overRun }
+    results.memory = { ...r, idleAtStart, overRun, singleIdle }
     const cells = (f: (name: string) => string) => proxies.map((x) => f(x.name)).join(' | ')
     memoryRows.push(
       `| peak RSS over idle, MB | ${proxies.map((x) => x.name).join(' | ')} | target |`,
       `| --- |${' --- |'.repeat(proxies.length + 1)}`,
-      `| idle RSS at start (all processes) | ${cells((n) => fmt(idleAtStart[n]))} | berth <= 64 |`,
+      `| idle RSS at start (all processes; berth: workers ${WORKERS}) | ${cells((n) => fmt(idleAtStart[n]))} | |`,
+      `| idle RSS of berth as one process (workers: 1) |${' |'.repeat(proxies.length - 1)} ${fmt(singleIdle)} | <= 64 |`,
       `| peak over that through the sections before (${ran === '' ? 'none' : ran}) | ${cells((n) => fmt(overRun[n], 1))} | < 64 |`,
       `| idle RSS (all processes) | ${cells((n) => fmt(r[`${n} idle`]))} | |`,
       `| streaming ${fmt(bigSize / 1e9, 2)} GB up and ${fmt(bigSize / 1e9, 2)} GB down at once |${' |'.repeat(proxies.length - 1)} ${fmt(r.streaming, 1)} | < 64 |`,
