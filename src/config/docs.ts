@@ -23,6 +23,8 @@ function typeOf (s: Node): string {
   if (s.expected !== undefined && s.anyOf === undefined) return s.type ?? 'string'
   if (s.anyOf) {
     if (s.anyOf.every((b) => b.const !== undefined)) return s.anyOf.map((b) => `\`${String(b.const)}\``).join(' \\| ')
+    // a word or a count (`workers: auto | 4`)
+    if (s.anyOf.every((b) => b.const !== undefined || b.type === 'integer')) return s.anyOf.map((b) => b.const !== undefined ? `\`${String(b.const)}\`` : 'integer').join(' \\| ')
     return (s.expected ?? '').includes('size') ? 'size' : 'duration'
   }
   return s.type ?? 'any'
