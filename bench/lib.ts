@@ -26,9 +26,9 @@ export function curl (args: string[]): string {
   return r.stdout
 }
 
-/** Async curl, for runs that overlap (the memory measurement). */
-export async function curlAsync (args: string[]): Promise<string> {
-  const child = spawn('curl', ['-s', '-S', '--fail', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+/** Async curl, for runs that overlap (the memory measurement); `tolerant`: HTTP errors are not failures. */
+export async function curlAsync (args: string[], tolerant = false): Promise<string> {
+  const child = spawn('curl', ['-s', '-S', ...(tolerant ? [] : ['--fail']), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout.on('data', (c) => { out += c })

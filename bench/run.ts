@@ -23,7 +23,7 @@
 // writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
 //   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory,token,workers,placement,distant]
-//   berth runs `workers: auto` as the image does (BERTH_WORKERS=1: one process) except in the cache sections.
+//   berth runs as many processes as the image's config/docker.yaml says (BERTH_WORKERS=auto|N to choose).
 //   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned,caddy,haproxy
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -45,9 +45,10 @@ const MEMORY_MB = Number(process.env.MEMORY_MB ?? 1000)
 const DOWNLOADS = Number(process.env.DOWNLOADS ?? 200)
 const BCRYPT_COST = process.env.BCRYPT_COST ?? '12'
 const SOURCES = process.env.BERTH_SOURCES === '1'
-// berth's processes as the Docker image's configuration sets them (one per core); the cache sections run
-// one process (each worker would keep its own cache), the workers section compares one with two.
-const WORKERS = process.env.BERTH_WORKERS ?? 'auto'
+// berth's processes as the Docker image's configuration sets them (BERTH_WORKERS to choose); the cache
+// sections run one process, the workers section compares one with two.
+const IMAGE_WORKERS = /^workers: *(\S+)/m.exec(readFileSync(new URL('../config/docker.yaml', import.meta.url), 'utf8'))?.[1] ?? '1'
+const WORKERS = process.env.BERTH_WORKERS ?? IMAGE_WORKERS
 const PEER_NAMES = (process.env.PEERS ?? Object.keys(PEERS).join(',')).split(',').filter((p) => p in PEERS)
 const CONNECTIONS = 32
 const onlyAt = process.argv.findIndex((a) => a.startsWith('--only'))
@@ -479,8 +480,12 @@ try {
     const parallel = async (target: Target, n: number) => {
       const cfg = join(dir, 'parallel.curl')
       writeFileSync(cfg, Array.from({ length: n }, () => `url = "${url(target, `/v2/bench/mid/blobs/${midDigest}`)}"\noutput = "/dev/null"\n`).join(''))
-      await curlAsync([...ca, ...auth(target), '--parallel', '--parallel-immediate', '--parallel-max', String(n), '-K', cfg])
+      // Every transfer's status: a peer that cannot keep up answers some with an error (HAProxy hashes
+      // bcrypt in its event threads, and gives up on the registry with 503 after its connect retries).
+      const codes = (await curlAsync([...ca, ...auth(target), '--no-progress-meter', '-w', '%{http_code}\\n', '--parallel', '--parallel-immediate', '--parallel-max', String(n), '-K', cfg], true)).trim().split('\n')
+      failed[target.name] = (failed[target.name] ?? 0) + codes.filter((c) => c !== '200').length
     }
+    const failed: Record<string, number> = {}
     const peaks: Record<string, number[]> = Object.fromEntries(proxies.map((x) => [x.name, []]))
     for (let pass = 0; pass < 2; pass++) {
       for (const target of order(proxies, pass)) {
@@ -495,7 +500,7 @@ try {
       r[`${target.name} downloads`] = peaks[target.name].reduce((a, b) => a + b, 0) / peaks[target.name].length
       log(`memory: ${target.name} idle ${fmt(r[`${target.name} idle`])} MB, peak over idle with ${DOWNLOADS} concurrent downloads: ${peaks[target.name].map((x) => fmt(x, 1)).join(', ')} MB`)
     }
-    results.memory = { ...r, idleAtStart, overRun, singleIdle }
+    results.memory = { ...r, idleAtStart, overRun, singleIdle, failed }
     const cells = (f: (name: string) => string) => proxies.map((x) => f(x.name)).join(' | ')
     memoryRows.push(
       `| peak RSS over idle, MB | ${proxies.map((x) => x.name).join(' | ')} | target |`,
@@ -505,7 +510,8 @@ try {
       `| peak over that through the sections before (${ran === '' ? 'none' : ran}) | ${cells((n) => fmt(overRun[n], 1))} | < 64 |`,
       `| idle RSS (all processes) | ${cells((n) => fmt(r[`${n} idle`]))} | |`,
       `| streaming ${fmt(bigSize / 1e9, 2)} GB up and ${fmt(bigSize / 1e9, 2)} GB down at once |${' |'.repeat(proxies.length - 1)} ${fmt(r.streaming, 1)} | < 64 |`,
-      `| ${DOWNLOADS} concurrent downloads of a 16 MiB blob | ${cells((n) => fmt(r[`${n} downloads`], 1))} | < 64, flat |`
+      `| ${DOWNLOADS} concurrent downloads of a 16 MiB blob | ${cells((n) => fmt(r[`${n} downloads`], 1))} | < 64, flat |`,
+      `| of which not answered 200 (of ${2 * DOWNLOADS}) | ${cells((n) => String(failed[n] ?? 0))} | |`
     )
   }
 

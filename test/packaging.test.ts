@@ -58,14 +58,15 @@ test('the image\'s build (tsc, dist/ only, no sources) runs `berth check` and `b
   assert.equal(check.status, 0, check.stderr)
   assert.equal(check.stdout, `configuration ${join(etc, 'docker.yaml')} is valid\n`)
 
-  // The same file with the upstream and port of this test, started by the compiled CLI.
+  // The same file with the upstream and port of this test, started by the compiled CLI, with two workers
+  // (`workers: auto` on two cores): each worker must load the TypeScript plugin from the compiled build.
   const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
   t.after(() => up.close())
   // and a TypeScript plugin, as a user would mount one next to the config
   mkdirSync(join(etc, 'plugins'))
   copyFileSync(join(ROOT, 'plugins', 'examples', 'block-old-docker.ts'), join(etc, 'plugins', 'block-old-docker.ts'))
   writeFileSync(join(etc, 'docker.yaml'), readFileSync(join(etc, 'docker.yaml'), 'utf8')
-    .replace('http://registry:5000', up.url).replace('port: 8443', 'port: 0').replace('port: 9090', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1') +
+    .replace('http://registry:5000', up.url).replace(/^workers: .*$/m, 'workers: 2').replace('port: 8443', 'port: 0').replace('port: 9090', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1') +
     'plugins:\n  - { path: plugins/block-old-docker.ts }\n')
   const child = spawn(process.execPath, [join(dir, 'bin', 'berth.js'), 'start', '--config', join(etc, 'docker.yaml'), '--init-certs'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
