@@ -8,10 +8,16 @@ test('an event loop blocked past maxEventLoopDelay sheds new requests with 503 +
   t.after(() => up.close())
   const berth = await startBerth(t, [up.url], { pressure: { maxEventLoopDelay: '100ms', retryAfter: '7s' }, admin: { port: 0 } })
   assert.equal((await request(berth, '/v2/')).status, 200)
-  const end = Date.now() + 1500
-  while (Date.now() < end) { /* block the event loop on purpose */ }
-  await sleep(20)
-  const shed = await request(berth, '/v2/')
+  // under-pressure samples the delay once a second; a block that begins just as a sample is due can be
+  // measured after that sample ran (and the busy machine of a parallel test run sometimes does that):
+  // block again, at another phase of the sampler. Shedding that never happens still fails.
+  let shed = { status: 0 } as Awaited<ReturnType<typeof request>>
+  for (let attempt = 0; attempt < 3 && shed.status !== 503; attempt++) {
+    const end = Date.now() + 1500
+    while (Date.now() < end) { /* block the event loop on purpose */ }
+    await sleep(20)
+    shed = await request(berth, '/v2/')
+  }
   assert.equal(shed.status, 503)
   assert.equal(shed.headers['retry-after'], '7')
   assert.equal(shed.headers['docker-distribution-api-version'], 'registry/2.0')
