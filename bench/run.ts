@@ -32,6 +32,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
+import { parse as parseYaml } from 'yaml'
 import { startRegistry, startRedis, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
 import { spawnBerth, testCerts, sleep } from '../test/helper.js'
 import { median, need, curl, curlAsync, load, startStaticUpstream, startThrottledRelay, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
@@ -47,7 +48,7 @@ const BCRYPT_COST = process.env.BCRYPT_COST ?? '12'
 const SOURCES = process.env.BERTH_SOURCES === '1'
 // berth's processes as the Docker image's configuration sets them (BERTH_WORKERS to choose); the cache
 // sections run one process, the workers section compares one with two.
-const IMAGE_WORKERS = /^workers: *(\S+)/m.exec(readFileSync(new URL('../config/docker.yaml', import.meta.url), 'utf8'))?.[1] ?? '1'
+const IMAGE_WORKERS = String((parseYaml(readFileSync(new URL('../config/docker.yaml', import.meta.url), 'utf8')) as { workers?: number | 'auto' }).workers ?? 1)
 const WORKERS = process.env.BERTH_WORKERS ?? IMAGE_WORKERS
 const PEER_NAMES = (process.env.PEERS ?? Object.keys(PEERS).join(',')).split(',').filter((p) => p in PEERS)
 const CONNECTIONS = 32
@@ -241,15 +242,12 @@ try {
       rows.push(row(label, medians(r[key]), 'higher', '>= 1.0x'))
     }
     rows.push(row('download: the proxy\'s CPU seconds', medians(downloadCpu), 'lower', '', 2))
-    // What berth's digest check costs on a download: its CPU for one download, and what hashing the same
-    // bytes costs (SHA-256, the same OpenSSL, measured here), as a share of it.
-    const cpu: number[] = []
+    // What berth's digest check costs on a download: its CPU for one download (measured above), and what
+    // hashing the same bytes costs (SHA-256, the same OpenSSL, measured here), as a share of it.
+    const cpu = downloadCpu.berth
     const hashing: number[] = []
     const body = readFileSync(blob)
     for (let round = 0; round < ROUNDS; round++) {
-      const before = cpuSeconds(berth.pid)
-      download(berth)
-      cpu.push(cpuSeconds(berth.pid) - before)
       // the hashing alone, over the body in memory in the 64 KiB pieces berth hashes
       const start = process.hrtime.bigint()
       const hash = createHash('sha256')
@@ -439,6 +437,7 @@ try {
     const single = await startBerthTarget('berth-one-process', registry.port, 'workers: 1')
     await sleep(3000)
     const singleIdle = rssMB(single.pid)
+    process.kill(single.pid, 'SIGTERM') // measured; it would only share the cores with what follows
     // MEMORY_MB each way: the blob several times over, pushed to the registry directly
     const big = join(dir, 'big')
     const hash = createHash('sha256')
