@@ -7,7 +7,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import type { IncomingMessage } from 'node:http'
+import http, { type IncomingMessage } from 'node:http'
+import https from 'node:https'
 import { startBerth, startUpstream, request, tempDir, waitFor, adminGet, type Berth, type ConfigInput } from '../helper.js'
 import { parseRange } from '../../src/cache/serve.js'
 
@@ -115,6 +116,50 @@ test('Range on a cached blob: 206 with exactly the bytes asked, 416 past the end
   assert.deepEqual(parseRange('items=0-1', 10), null)
   assert.deepEqual(parseRange('bytes=5-100', 10), { start: 5, end: 9 })
   assert.equal(parseRange('bytes=-0', 10), 'unsatisfiable')
+})
+
+/** A GET read `chunkDelay` ms per chunk (a slow client), or dropped after its first chunk. */
+async function slowGet (berth: Berth, path: string, opts: { chunkDelay?: number, dropAfterFirst?: boolean, range?: string } = {}): Promise<Buffer | 'dropped'> {
+  const mod = berth.url.startsWith('https') ? https : http
+  return await new Promise((resolve, reject) => {
+    const req = mod.get(`${berth.url}${path}`, { ca: berth.ca, servername: 'localhost', agent: false, headers: opts.range === undefined ? {} : { range: opts.range } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => {
+        if (opts.dropAfterFirst === true) { req.destroy(); resolve('dropped'); return }
+        chunks.push(c)
+        if (opts.chunkDelay !== undefined) { res.pause(); setTimeout(() => res.resume(), opts.chunkDelay) }
+      })
+      res.on('end', () => { resolve(Buffer.concat(chunks)) })
+      res.on('error', reject)
+    })
+    req.on('error', (err) => { if (opts.dropAfterFirst !== true) reject(err) })
+  })
+}
+
+test('a copy of many reads goes out whole and in order to fast, slow, ranged and vanishing clients at once (read buffers are reused)', async (t) => {
+  const size = (3 << 20) + 12345 // a dozen reads, the last one short
+  const r = await registry(t)
+  const { digest, blob } = add(r, 'team/app', size)
+  const berth = await startBerth(t, [r.url], cacheConfig(tempDir(t), '64m'))
+  const path = `/v2/team/app/blobs/${digest}`
+  assert.ok((await request(berth, path)).body.equals(blob))
+  await filled(berth, 1)
+  const [fast, slow, ranged, dropped, fast2] = await Promise.all([
+    slowGet(berth, path),
+    slowGet(berth, path, { chunkDelay: 2 }),
+    slowGet(berth, path, { range: 'bytes=300001-2900000', chunkDelay: 1 }),
+    slowGet(berth, path, { dropAfterFirst: true }),
+    slowGet(berth, path)
+  ])
+  assert.equal(dropped, 'dropped')
+  for (const [name, got] of [['fast', fast], ['slow', slow], ['fast2', fast2]] as const) {
+    assert.ok(Buffer.isBuffer(got) && got.equals(blob), `${name}: ${Buffer.isBuffer(got) ? got.length : got} bytes, whole and in order`)
+  }
+  assert.ok(Buffer.isBuffer(ranged) && ranged.equals(blob.subarray(300001, 2900001)), 'the range')
+  assert.equal(berth.app.blobCache?.stats.hits, 5)
+  assert.equal(gets(r), 1, 'every later GET from the copy')
+  // Still serving after a client went mid-body.
+  assert.ok((await request(berth, path)).body.equals(blob))
 })
 
 test('another repository gets a cached blob only once the upstream confirms it holds it (HEAD, remembered)', async (t) => {
