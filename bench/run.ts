@@ -35,7 +35,7 @@ import { once } from 'node:events'
 import { parse as parseYaml } from 'yaml'
 import { startRegistry, startRedis, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
 import { spawnBerth, testCerts, sleep } from '../test/helper.js'
-import { median, need, curl, curlAsync, load, startStaticUpstream, startThrottledRelay, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
+import { median, need, curl, curlAsync, load, runPeer, startStaticUpstream, startThrottledRelay, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
 import { PEERS, nginxWithCache } from './peers.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
@@ -225,26 +225,27 @@ try {
   if (wanted('transfer')) {
     for (const target of everything) download(target) // warm up: page cache, TLS sessions, JIT
     const r: Record<string, Record<string, number[]>> = { download: perTarget(), monolithic: perTarget(), chunked: perTarget() }
-    const downloadCpu = perTarget() // each proxy's CPU seconds for one download (its whole process tree)
+    // each proxy's CPU seconds for one transfer (its whole process tree)
+    const cpu: Record<string, Record<string, number[]>> = { download: perTarget(), monolithic: perTarget(), chunked: perTarget() }
+    const measured = (kind: string, target: Target, seconds: () => number): void => {
+      const before = cpuSeconds(target.pid)
+      r[kind][target.name].push(MB / seconds())
+      cpu[kind][target.name].push(cpuSeconds(target.pid) - before)
+    }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of order(everything, round)) {
-        const before = cpuSeconds(target.pid)
-        r.download[target.name].push(MB / download(target))
-        downloadCpu[target.name].push(cpuSeconds(target.pid) - before)
-      }
-      for (const target of order(everything, round)) r.monolithic[target.name].push(MB / pushBlob(target, `bench/up-${round}`, blob, digest))
-      for (const target of order(everything, round)) r.chunked[target.name].push(MB / patchBlob(target, `bench/patch-${round}`))
+      for (const target of order(everything, round)) measured('download', target, () => download(target))
+      for (const target of order(everything, round)) measured('monolithic', target, () => pushBlob(target, `bench/up-${round}`, blob, digest))
+      for (const target of order(everything, round)) measured('chunked', target, () => patchBlob(target, `bench/patch-${round}`))
       log(`transfer round ${round + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${everything.map((x) => `${x.name} ${fmt(v[x.name].at(-1))}`).join(' ')}`).join('; ')} MB/s`)
     }
-    results.transfer = { ...r, downloadCpu }
+    results.transfer = { ...r, cpu }
     rows.push(heading(`${BLOB_MB} MiB blob, MB/s`))
-    for (const [key, label] of [['download', 'download (GET)'], ['monolithic', 'monolithic upload (POST, PUT)'], ['chunked', 'chunked upload (POST, PATCH, PUT)']]) {
-      rows.push(row(label, medians(r[key]), 'higher', '>= 1.0x'))
-    }
-    rows.push(row('download: the proxy\'s CPU seconds', medians(downloadCpu), 'lower', '', 2))
+    const kinds = [['download', 'download (GET)'], ['monolithic', 'monolithic upload (POST, PUT)'], ['chunked', 'chunked upload (POST, PATCH, PUT)']]
+    for (const [key, label] of kinds) rows.push(row(label, medians(r[key]), 'higher', '>= 1.0x'))
+    // The registry's column is its own CPU for the same transfer made directly.
+    for (const [key, label] of kinds) rows.push(row(`${label.replace(/ \(.*/, '')}: the proxy's CPU seconds`, medians(cpu[key]), 'lower', '', 2))
     // What berth's digest check costs on a download: its CPU for one download (measured above), and what
     // hashing the same bytes costs (SHA-256, the same OpenSSL, measured here), as a share of it.
-    const cpu = downloadCpu.berth
     const hashing: number[] = []
     const body = readFileSync(blob)
     for (let round = 0; round < ROUNDS; round++) {
@@ -255,8 +256,9 @@ try {
       hash.digest()
       hashing.push(Number(process.hrtime.bigint() - start) / 1e9)
     }
-    results.digestCheck = { berthCpuSeconds: cpu, sha256Seconds: hashing }
-    rows.push(`| download: berth's CPU seconds, of which its digest check (SHA-256 of the body) |${' |'.repeat(columns.length - 1)} ${fmt(median(cpu), 2)} / ${fmt(median(hashing), 2)} | ${fmt(100 * median(hashing) / median(cpu))} % | |`)
+    const berthCpu = cpu.download.berth
+    results.digestCheck = { berthCpuSeconds: berthCpu, sha256Seconds: hashing }
+    rows.push(`| download: berth's CPU seconds, of which its digest check (SHA-256 of the body) |${' |'.repeat(columns.length - 1)} ${fmt(median(berthCpu), 2)} / ${fmt(median(hashing), 2)} | ${fmt(100 * median(hashing) / median(berthCpu))} % | |`)
   }
 
   // ---- small authenticated requests ------------------------------------------------------------
@@ -325,21 +327,33 @@ try {
 
   // ---- the 401 path ----------------------------------------------------------------------------
   if (wanted('401')) {
-    const r: Record<string, Load[]> = Object.fromEntries(proxies.map((x) => [x.name, []]))
+    // The floor under berth, measured in the same rounds: a bare Node.js https server and a bare Fastify
+    // server answering every request with berth's 401 (bench/floor-401.mjs).
+    const floors: Target[] = []
+    for (const kind of ['node', 'fastify']) {
+      const port = await freePort()
+      const p = await runPeer(t, process.execPath, [fileURLToPath(new URL('./floor-401.mjs', import.meta.url)), kind, files.cert, files.key, String(port)], {}, 'SIGTERM', { port, ca: files.caCert })
+      floors.push({ name: `floor-${kind}`, port, pid: p.pid, creds: null, kinds: [] })
+    }
+    const r: Record<string, Load[]> = Object.fromEntries([...proxies, ...floors].map((x) => [x.name, []]))
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of order(proxies, round)) {
+      for (const target of order([...proxies, ...floors], round)) {
         await quiet(everything)
         const res = await load({ port: target.port, path: '/v2/', connections: CONNECTIONS, seconds: SECONDS, pid: target.pid })
         if (res.errors > 0) throw new Error(`${target.name} 401 path: ${res.errors} errors`)
         r[target.name].push(res)
       }
-      log(`401 round ${round + 1}: ${proxies.map((x) => `${x.name} ${fmt(r[x.name].at(-1)?.rps)} req/s, ${fmt(r[x.name].at(-1)?.cpuPerRequestUs)} us CPU/request`).join(', ')}`)
+      log(`401 round ${round + 1}: ${[...proxies, ...floors].map((x) => `${x.name} ${fmt(r[x.name].at(-1)?.rps)} req/s, ${fmt(r[x.name].at(-1)?.cpuPerRequestUs)} us CPU/request`).join(', ')}`)
     }
     results.unauthorized = r
     const m = (f: (x: Load) => number) => Object.fromEntries(Object.entries(r).map(([name, xs]) => [name, median(xs.map(f))]))
     rows.push(heading('401 path (no credentials)'))
     rows.push(row('req/s', m((x) => x.rps), 'higher'))
-    rows.push(row('proxy CPU per request, us', m((x) => x.cpuPerRequestUs), 'lower', '<= 2.0x'))
+    const cpu = m((x) => x.cpuPerRequestUs)
+    rows.push(row('proxy CPU per request, us', cpu, 'lower', '<= 2.0x'))
+    // In berth's column: what the same answer costs with nothing of berth (the floor of the fixed shape).
+    rows.push(row('the same, a bare Node.js `https` server sending this 401, us', { ...cpu, berth: cpu['floor-node'] }, 'lower'))
+    rows.push(row('the same, bare Fastify refusing in one hook, us', { ...cpu, berth: cpu['floor-fastify'] }, 'lower'))
   }
 
   const certFlag = (flag: 'src' | 'dest', target: Target) => [`--${flag}-cert-dir`, certs, ...(target.creds === null ? [] : [`--${flag}-creds`, target.creds])]
