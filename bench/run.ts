@@ -490,6 +490,7 @@ try {
     const mid = join(dir, 'mid')
     const midDigest = await blobFile(mid, 16)
     pushBlob(direct, 'bench/mid', mid, midDigest)
+    const failed: Record<string, number> = {} // per proxy: transfers not answered 200
     const parallel = async (target: Target, n: number) => {
       const cfg = join(dir, 'parallel.curl')
       writeFileSync(cfg, Array.from({ length: n }, () => `url = "${url(target, `/v2/bench/mid/blobs/${midDigest}`)}"\noutput = "/dev/null"\n`).join(''))
@@ -498,7 +499,6 @@ try {
       const codes = (await curlAsync([...ca, ...auth(target), '--no-progress-meter', '-w', '%{http_code}\\n', '--parallel', '--parallel-immediate', '--parallel-max', String(n), '-K', cfg], true)).trim().split('\n')
       failed[target.name] = (failed[target.name] ?? 0) + codes.filter((c) => c !== '200').length
     }
-    const failed: Record<string, number> = {}
     const peaks: Record<string, number[]> = Object.fromEntries(proxies.map((x) => [x.name, []]))
     for (let pass = 0; pass < 2; pass++) {
       for (const target of order(proxies, pass)) {
