@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 
 test('npm run bench runs every section end to end and prints its table (one tiny round)', { timeout: 300_000 }, async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/run.ts', import.meta.url)), '--only', 'transfer,small,static,401,skopeo,cache,memory,token,workers,placement,distant'], {
-    env: { ...process.env, ROUNDS: '1', SECONDS: '0.5', BLOB_MB: '4', IMAGE_MB: '1', MEMORY_MB: '8', DOWNLOADS: '10', BCRYPT_COST: '4' },
+    env: { ...process.env, ROUNDS: '1', SECONDS: '0.5', BLOB_MB: '4', IMAGE_MB: '1', MEMORY_MB: '8', DOWNLOADS: '10', SETTLE_S: '1', BCRYPT_COST: '4' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''
@@ -38,5 +38,6 @@ test('npm run bench runs every section end to end and prints its table (one tiny
   for (const name of ['GET /v2/ (apr1 user): req/s', '401 path (no credentials): req/s', 'MB read from the registry', 'pull seconds, median']) assert.match(rowOf(name), /\*\*\d+\.\d\dx\*\*/, rowOf(name))
   for (const name of ['first pull (fills the caches)', 'repeated pull, median of 1']) assert.match(rowOf(name), /(\| \d+\.\d\d ){3}\| \*\*\d+\.\d\dx\*\*/, rowOf(name))
   assert.match(rowOf('proxy-bound, 32 connections'), /\| berth, 1 worker \| berth, workers: 2 \| nginx \| haproxy \|/)
+  for (const name of ['idle RSS of berth as one process', 'the same, 1 s after start']) assert.match(rowOf(name), /\| \d+ \| <= 64 \|$/, rowOf(name))
   assert.match(rowOf('10 concurrent downloads'), /^\| 10 concurrent downloads of a 16 MiB blob( \| \d+\.\d){5} \|/)
 })
