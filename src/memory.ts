@@ -14,7 +14,8 @@
 // The bytes are counted where every proxied body passes, undici's own diagnostics channels: one chunk
 // received from the registry, one chunk of a request body sent to it. The collector is V8's `gc`
 // (exposed at run time, which `node --expose-gc` would do at start); where it cannot be had, nothing
-// changes.
+// changes. Cached copies need none of this: they are read from disk into reused buffers
+// (src/cache/serve.ts).
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -70,24 +71,15 @@ export class BufferCollector {
   }
 }
 
-let running: { users: number, stop: () => void } | null = null
+let started = false
 
 /**
- * Starts collecting read buffers for this process (once, however many servers it runs); the returned
- * function stops it when the last one closes.
+ * Counts the bodies undici streams and has V8 scavenge every SCAVENGE_STEP bytes, for the rest of the
+ * process (however many servers it runs; a second call does nothing).
  */
-export function collectReadBuffers (): () => void {
-  if (running === null) {
-    const gc = v8Collector()
-    if (gc === null) return () => {}
-    running = { users: 0, stop: new BufferCollector(gc).watchUndici() }
-  }
-  const r = running
-  r.users++
-  let stopped = false
-  return () => {
-    if (stopped) return
-    stopped = true
-    if (--r.users === 0 && running === r) { r.stop(); running = null }
-  }
+export function collectReadBuffers (): void {
+  if (started) return
+  started = true
+  const gc = v8Collector()
+  if (gc !== null) new BufferCollector(gc).watchUndici()
 }

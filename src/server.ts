@@ -147,9 +147,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
   process.on('SIGHUP', onHup)
   process.on('SIGTERM', onStop)
   process.on('SIGINT', onStop)
-  let stopCollecting = (): void => {}
   app.addHook('onClose', async () => {
-    stopCollecting()
     await registry?.stop()
     if (config.pidFile !== undefined) await rm(config.pidFile, { force: true })
     process.off('SIGUSR1', onUsr1)
@@ -176,7 +174,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     const admin = app.adminServer?.server.address()
     process.send?.({ berth: 'ready', admin: admin !== null && admin !== undefined && typeof admin === 'object' ? admin.port : null } satisfies WorkerMessage)
   }
-  stopCollecting = collectReadBuffers()
+  collectReadBuffers()
   const address = app.server.address()
   app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined, pidFile: config.pidFile }, 'berth listening')
   for (const w of [...configWarnings(config), ...await unreachable(config)]) app.log.warn(w)
