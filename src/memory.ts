@@ -11,8 +11,11 @@
 // generation, a fraction of a millisecond) every `step` bytes of bodies streamed. The buffers of chunks
 // already written die young and go with it; no full collection is needed.
 //
-// The bytes are counted where every proxied body passes, undici's own diagnostics channels: one chunk
-// received from the registry, one chunk of a request body sent to it. The collector is V8's `gc`
+// The bytes are counted where every download passes, undici's diagnostics channel for a chunk received
+// from the registry. Uploads are left to V8: it scavenges often enough on its own while one streams (8-22
+// times per 250 MB, for what pausing and resuming the client's stream allocates on its heap), with no
+// full collection; scavenges asked for on top of those sent some processes into a mark-compact after
+// nearly every one (25-31 per 250 MB upload, twice the CPU) while others ran none. The collector is V8's `gc`
 // (exposed at run time, which `node --expose-gc` would do at start); where it cannot be had, nothing
 // changes. Cached copies need none of this: they are read from disk into reused buffers
 // (src/cache/serve.ts).
@@ -36,7 +39,7 @@ export function v8Collector (): Collect | null {
 /** Bytes of bodies streamed between two scavenges: well under V8's 64 MB, well over one read. */
 export const SCAVENGE_STEP = 8 << 20
 
-const CHANNELS = ['undici:request:bodyChunkReceived', 'undici:request:bodyChunkSent']
+const CHANNELS = ['undici:request:bodyChunkReceived']
 
 export class BufferCollector {
   readonly #collect: Collect
@@ -64,7 +67,7 @@ export class BufferCollector {
     if (typeof chunk?.length === 'number') this.note(chunk.length)
   }
 
-  /** Counts every body chunk undici receives or sends, until `stop`. */
+  /** Counts every body chunk undici receives, until `stop`. */
   watchUndici (): () => void {
     for (const name of CHANNELS) subscribe(name, this.#onChunk)
     return () => { for (const name of CHANNELS) unsubscribe(name, this.#onChunk) }
@@ -74,7 +77,7 @@ export class BufferCollector {
 let started = false
 
 /**
- * Counts the bodies undici streams and has V8 scavenge every SCAVENGE_STEP bytes, for the rest of the
+ * Counts the bodies undici receives and has V8 scavenge every SCAVENGE_STEP bytes, for the rest of the
  * process (however many servers it runs; a second call does nothing).
  */
 export function collectReadBuffers (): void {

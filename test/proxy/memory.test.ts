@@ -79,7 +79,7 @@ test('a scavenge every step of bytes, counted across chunks, and none below it',
   assert.equal(c.scavenges, 3)
 })
 
-test('the bodies undici receives and sends are counted, until stopped', async (t) => {
+test('the bodies undici receives are counted, until stopped; the bodies it sends are not', async (t) => {
   const up = await server(24 * MB)
   const pool = new Pool(up.url)
   t.after(async () => { await pool.close(); await up.close() })
@@ -89,10 +89,10 @@ test('the bodies undici receives and sends are counted, until stopped', async (t
   assert.equal(await exchange(pool, 'GET', null), 24 * MB)
   assert.equal(scavenges, 6)
   await exchange(pool, 'PUT', Readable.from(Array.from({ length: 8 }, () => Buffer.alloc(MB)))) // a body as a client sends it: a stream
-  assert.equal(scavenges, 8)
+  assert.equal(scavenges, 6, 'uploads are left to V8')
   stop()
   await exchange(pool, 'GET', null)
-  assert.equal(scavenges, 8)
+  assert.equal(scavenges, 6)
 })
 
 test('while a body streams, its dead read buffers do not pile up', async (t) => {
