@@ -1,13 +1,9 @@
-// A chunked body, without sockets: exactly the limit passes, one byte more errors; it goes upstream in
-// pieces that fill whole TLS records with undici's chunk framing, byte for byte, and a slow client's
-// bytes are not held back.
+// The body limit on a chunked body, without sockets: exactly the limit passes, one byte more errors.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { PassThrough, type Readable } from 'node:stream'
-import { randomBytes } from 'node:crypto'
-import { setImmediate as tick } from 'node:timers/promises'
+import { PassThrough } from 'node:stream'
 import type { FastifyRequest } from 'fastify'
-import { requestBody, UPSTREAM_CHUNK } from '../../src/proxy/request-body.js'
+import { requestBody } from '../../src/proxy/request-body.js'
 
 function fakeRequest (headers: Record<string, string>) {
   const raw = Object.assign(new PassThrough(), { headers, complete: false })
@@ -65,47 +61,4 @@ test('a client that goes away mid-body is an error to the upstream, never a clea
   ;(finished.raw as unknown as { complete: boolean }).complete = true
   finished.raw.emit('close')
   assert.equal(await clean, 'end', 'a close after the whole body is no error')
-})
-
-test('a chunked body goes upstream in pieces that undici frames into exactly four TLS records, the same bytes in order', async () => {
-  // undici's framing of a chunk: "\r\n", its length in hex, "\r\n"; Node's TLS records hold 16 KiB
-  assert.equal(`\r\n${UPSTREAM_CHUNK.toString(16)}\r\n`.length + UPSTREAM_CHUNK, 4 * 16384)
-  const request = fakeRequest({ 'transfer-encoding': 'chunked' })
-  const body = requestBody(request, 0) as Readable
-  const sizes: number[] = []
-  const got: Buffer[] = []
-  const ended = new Promise((resolve) => body.on('end', resolve))
-  body.on('data', (c: Buffer) => { sizes.push(c.length); got.push(c) })
-  // as a client's TLS records arrive: 16 KiB at a time, with odd pieces where its chunks end
-  const sent = randomBytes(1_000_003)
-  for (let at = 0, i = 0; at < sent.length; i++) {
-    const size = i % 7 === 3 ? 333 : 16384
-    request.raw.write(sent.subarray(at, at + size))
-    at += size
-  }
-  request.raw.end()
-  await ended
-  assert.ok(Buffer.concat(got).equals(sent), 'the same bytes, in order')
-  assert.ok(sizes.slice(0, -1).every((s) => s === UPSTREAM_CHUNK), `every piece but the last is full: ${sizes.join(',')}`)
-  assert.equal(sizes.length, Math.ceil(sent.length / UPSTREAM_CHUNK))
-})
-
-test('what a slow client has sent goes upstream at once, not when a piece is full', async () => {
-  const request = fakeRequest({ 'transfer-encoding': 'chunked' })
-  const body = requestBody(request, 0) as Readable
-  const sizes: number[] = []
-  body.on('data', (c: Buffer) => { sizes.push(c.length) })
-  request.raw.write(Buffer.alloc(10))
-  request.raw.write(Buffer.alloc(20))
-  await tick()
-  await tick()
-  assert.deepEqual(sizes, [30], 'both writes, gathered, before the client sends more')
-  request.raw.write(Buffer.alloc(5))
-  await tick()
-  await tick()
-  assert.deepEqual(sizes, [30, 5])
-  const ended = new Promise((resolve) => body.on('end', resolve))
-  request.raw.end()
-  await ended
-  assert.deepEqual(sizes, [30, 5], 'nothing held, nothing sent twice')
 })
