@@ -1,4 +1,4 @@
-// The read buffers of streamed bodies, and V8's collector.
+// The read buffers of downloads, and V8's collector.
 //
 // Every socket read (a TLS record from the client, a TCP read or TLS record from the registry) lands in
 // a fresh buffer outside V8's heap. V8 frees a dead one only when it collects the small object that
@@ -8,8 +8,8 @@
 // fifth of a download's CPU and most of berth's peak memory while streaming.
 //
 // berth asks for a young-generation collection (a scavenge: it visits only what is alive in the young
-// generation, a fraction of a millisecond) every `step` bytes of bodies streamed. The buffers of chunks
-// already written die young and go with it; no full collection is needed.
+// generation, a fraction of a millisecond) every `step` bytes downloaded. The buffers of chunks already
+// written die young and go with it; no full collection is needed.
 //
 // The bytes are counted where every download passes, undici's diagnostics channel for a chunk received
 // from the registry. Uploads are left to V8: it scavenges often enough on its own while one streams (8-22
@@ -36,10 +36,10 @@ export function v8Collector (): Collect | null {
   }
 }
 
-/** Bytes of bodies streamed between two scavenges: well under V8's 64 MB, well over one read. */
+/** Bytes downloaded between two scavenges: well under V8's 64 MB, well over one read. */
 export const SCAVENGE_STEP = 8 << 20
 
-const CHANNELS = ['undici:request:bodyChunkReceived']
+const CHANNEL = 'undici:request:bodyChunkReceived'
 
 export class BufferCollector {
   readonly #collect: Collect
@@ -53,7 +53,7 @@ export class BufferCollector {
     this.#step = step
   }
 
-  /** `bytes` more of a body went through a socket read. */
+  /** `bytes` more of a downloaded body went through a socket read. */
   note (bytes: number): void {
     this.#bytes += bytes
     if (this.#bytes < this.#step) return
@@ -69,8 +69,8 @@ export class BufferCollector {
 
   /** Counts every body chunk undici receives, until `stop`. */
   watchUndici (): () => void {
-    for (const name of CHANNELS) subscribe(name, this.#onChunk)
-    return () => { for (const name of CHANNELS) unsubscribe(name, this.#onChunk) }
+    subscribe(CHANNEL, this.#onChunk)
+    return () => { unsubscribe(CHANNEL, this.#onChunk) }
   }
 }
 

@@ -1,4 +1,4 @@
-// The read buffers of streamed bodies: counted on undici's channels, collected young.
+// The read buffers of downloads: counted on undici's channel, collected young; uploads left to V8.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
