@@ -1,6 +1,7 @@
 // berth never holds a body in memory: streaming 1 GB each way through the `berth start` process must not
-// raise its resident set by more than 64 MB, and the read buffers of downloads are collected young (a
-// scavenge per 8 MiB received, seen on berth's own garbage-collection metrics).
+// raise its resident set by more than 64 MB, the read buffers of downloads are collected young (a
+// scavenge per 8 MiB received, seen on berth's own garbage-collection metrics), and V8 does not fall into
+// full collections that free nothing while bodies stream.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -42,9 +43,9 @@ test('streaming 1 GB up and 1 GB down raises berth\'s RSS by less than 64 MB', {
   const adminPort = Number(/admin listener at http:\/\/127\.0\.0\.1:(\d+)/.exec(berth.output())?.[1])
   assert.ok(adminPort > 0, berth.output())
   /** Young-generation collections so far (prom-client's default metrics, berth_ prefixed). */
-  const scavenges = async (): Promise<number> => {
+  const collections = async (kind: 'minor' | 'major'): Promise<number> => {
     const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
-    return Number(/^berth_nodejs_gc_duration_seconds_count\{kind="minor"\} (\d+)$/m.exec(text)?.[1] ?? NaN)
+    return Number(new RegExp(`^berth_nodejs_gc_duration_seconds_count\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0)
   }
   const ca = readFileSync((await testCerts()).caCert)
   const agent = new https.Agent({ ca, servername: 'localhost', keepAlive: true })
@@ -74,7 +75,8 @@ test('streaming 1 GB up and 1 GB down raises berth\'s RSS by less than 64 MB', {
   let canReset = true
   try { writeFileSync(`/proc/${pid}/clear_refs`, '5') } catch { canReset = false }
   const sampler = setInterval(() => { peak = Math.max(peak, status(pid, 'VmRSS')) }, 20)
-  const before = await scavenges()
+  const before = await collections('minor')
+  const majorBefore = await collections('major')
   try {
     assert.equal(await put(GB), GB)
     assert.equal(await get('/v2/mem/blobs/sha256:big'), GB)
@@ -83,10 +85,14 @@ test('streaming 1 GB up and 1 GB down raises berth\'s RSS by less than 64 MB', {
   }
   if (canReset) peak = Math.max(peak, status(pid, 'VmHWM'))
   const grew = (peak - idle) / (1 << 20)
-  const young = await scavenges() - before
-  t.diagnostic(`berth RSS idle ${(idle / (1 << 20)).toFixed(1)} MB, peak ${(peak / (1 << 20)).toFixed(1)} MB, +${grew.toFixed(1)} MB; ${young} scavenges`)
+  const young = await collections('minor') - before
+  const full = await collections('major') - majorBefore
+  t.diagnostic(`berth RSS idle ${(idle / (1 << 20)).toFixed(1)} MB, peak ${(peak / (1 << 20)).toFixed(1)} MB, +${grew.toFixed(1)} MB; ${young} scavenges, ${full} full collections`)
   assert.ok(grew < 64, `RSS grew by ${grew.toFixed(1)} MB`)
   // The 1 GB download in 8 MiB steps is 128, with V8's own during the upload on top; V8 on its own ran 65
   // while the same bodies streamed.
   assert.ok(young >= 128, `${young} young-generation collections while 2 GB streamed`)
+  // 2-7 measured (what promotion left, 10 ms each); a berth whose old generation had too little room ran
+  // one every 50-150 ms while bodies streamed, up to 31 per 250 MB.
+  assert.ok(full <= 16, `${full} full collections while 2 GB streamed`)
 })

@@ -1,4 +1,5 @@
-// The read buffers of downloads: counted on undici's channel, collected young; uploads left to V8.
+// The read buffers of downloads: counted on undici's channel, collected young; uploads left to V8. The
+// old generation's room: the V8 flag berth sets, unless the operator set it.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
@@ -6,7 +7,8 @@ import { once } from 'node:events'
 import { Readable } from 'node:stream'
 import { PerformanceObserver, constants } from 'node:perf_hooks'
 import Pool from 'undici/lib/dispatcher/pool.js'
-import { BufferCollector, collectReadBuffers, v8Collector } from '../../src/memory.js'
+import { spawnSync } from 'node:child_process'
+import { BufferCollector, HEAP_GROWING_PERCENT, collectReadBuffers, heapGrowingFlag, v8Collector } from '../../src/memory.js'
 
 const MB = 1 << 20
 
@@ -111,4 +113,17 @@ test('while a body streams, its dead read buffers do not pile up', async (t) => 
   // V8 alone lets them pile up toward its limit for outside memory (64 MB over its last full collection):
   // 36-40 MB here without berth's scavenges, 9-16 MB with them.
   assert.ok(held < 24 * MB, `most memory held by ArrayBuffers while ${size / MB} MB streamed: ${(held / MB).toFixed(1)} MB`)
+})
+
+test('the old generation gets its room unless the operator chose a growing factor', () => {
+  const flag = `--heap-growing-percent=${HEAP_GROWING_PERCENT}`
+  assert.equal(heapGrowingFlag([]), flag)
+  assert.equal(heapGrowingFlag(['--max-old-space-size=512', '--import', 'tsx']), flag)
+  assert.equal(heapGrowingFlag(['--heap-growing-percent=50']), null)
+  assert.equal(heapGrowingFlag(['--enable-source-maps', '--heap_growing_percent=30']), null)
+  assert.ok(HEAP_GROWING_PERCENT >= 100, 'room at least the live size: more than a busy young generation over 16 MB alive')
+  // This Node's V8 knows the flag and takes it at run time (it says "unrecognized flag" otherwise).
+  const run = spawnSync(process.execPath, ['-e', `require('node:v8').setFlagsFromString(${JSON.stringify(flag)})`], { encoding: 'utf8' })
+  assert.equal(run.status, 0)
+  assert.equal(run.stdout + run.stderr, '')
 })
