@@ -30,7 +30,7 @@
 // freed nothing (16.5 -> 16.5 MB): up to 31 per 250 MB upload and up to twice the CPU, in two berth processes
 // of three that had sat idle. A fixed factor of 2.5 (`--heap-growing-percent=150`, read by V8 each time
 // it sets the limit, so it can be set once berth runs) leaves 24 MB of room over 16 MB alive: no such
-// storm in 12 uploads after idle. V8's own factor goes up to 4 where the program allocates fast in the old
+// storm in 10 berths of 10 that had sat idle. V8's own factor goes up to 4 where the program allocates fast in the old
 // generation; 4 always (300) raised berth's peak through transfers and authenticated load from 61 to 93 MB
 // over idle. An operator who gives node the flag on its command line keeps theirs.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
@@ -107,7 +107,7 @@ let started = false
  * bodies undici receives and has V8 scavenge every SCAVENGE_STEP bytes, and gives the old generation its
  * room.
  */
-export function collectReadBuffers (): void {
+export function tuneCollector (): void {
   if (started) return
   started = true
   const gc = v8Collector()

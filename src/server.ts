@@ -11,7 +11,7 @@ import type { ConfigError } from './errors.js'
 import cluster from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import { runPrimary, workerConfig, workerCount, type WorkerMessage } from './workers.js'
-import { collectReadBuffers } from './memory.js'
+import { tuneCollector } from './memory.js'
 
 export interface StartOptions {
   /** Create a development CA and certificate when the configured ones are missing (the Docker image). */
@@ -174,7 +174,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     const admin = app.adminServer?.server.address()
     process.send?.({ berth: 'ready', admin: admin !== null && admin !== undefined && typeof admin === 'object' ? admin.port : null } satisfies WorkerMessage)
   }
-  collectReadBuffers()
+  tuneCollector()
   const address = app.server.address()
   app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined, pidFile: config.pidFile }, 'berth listening')
   for (const w of [...configWarnings(config), ...await unreachable(config)]) app.log.warn(w)

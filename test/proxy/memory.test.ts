@@ -4,11 +4,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import { once } from 'node:events'
+import { spawnSync } from 'node:child_process'
 import { Readable } from 'node:stream'
 import { PerformanceObserver, constants } from 'node:perf_hooks'
 import Pool from 'undici/lib/dispatcher/pool.js'
-import { spawnSync } from 'node:child_process'
-import { BufferCollector, HEAP_GROWING_PERCENT, collectReadBuffers, heapGrowingFlag, v8Collector } from '../../src/memory.js'
+import { BufferCollector, HEAP_GROWING_PERCENT, tuneCollector, heapGrowingFlag, v8Collector } from '../../src/memory.js'
 
 const MB = 1 << 20
 
@@ -102,7 +102,7 @@ test('while a body streams, its dead read buffers do not pile up', async (t) => 
   const up = await server(size)
   const pool = new Pool(up.url)
   t.after(async () => { await pool.close(); await up.close() })
-  collectReadBuffers() // for the rest of this test process, as for a berth process
+  tuneCollector() // for the rest of this test process, as for a berth process
   await exchange(pool, 'GET', null) // the connection, the code: warm
   v8Collector()?.({ type: 'major' }) // and no garbage left from before
   let held = 0
