@@ -25,14 +25,15 @@
 // it collects; and it starts marking as soon as the room left under that limit is smaller than its young
 // generation (16 MB per half once busy). A proxy streaming bodies allocates almost nothing in the old
 // generation, so a full collection taken while bodies stream (after a pause, or from the outside-memory
-// limit) sets a factor of 1.1-1.6: 16 MB alive, a limit of 25 MB, 9 MB of room, less than the young
+// limit) set a factor of about 1.5: 16 MB alive, a limit of 26 MB, 10 MB of room, less than the young
 // generation. From then on V8 marked after every scavenge and ran a mark-compact every 50-150 ms that
-// freed nothing (16.5 -> 16.5 MB): up to 31 per 250 MB upload and up to twice the CPU, in two berth processes
-// of three that had sat idle. A fixed factor of 2.5 (`--heap-growing-percent=150`, read by V8 each time
-// it sets the limit, so it can be set once berth runs) leaves 24 MB of room over 16 MB alive: no such
-// storm in 10 berths of 10 that had sat idle. V8's own factor goes up to 4 where the program allocates fast in the old
-// generation; 4 always (300) raised berth's peak through transfers and authenticated load from 61 to 93 MB
-// over idle. An operator who gives node the flag on its command line keeps theirs.
+// freed nothing (16.5 -> 16.5 MB): up to 31 per 250 MB upload and up to twice the CPU, in most berth
+// processes that had sat idle (the scavenges once asked for during uploads led there too). A fixed
+// factor of 2.5 (`--heap-growing-percent=150`, read by V8 each time it sets the limit, so it can be set
+// once berth runs) leaves 24 MB of room over 16 MB alive: no such storm in 10 idle berths of 10. V8's own
+// factor goes up to 4 where the program allocates fast in the old generation; 4 always (300) raised
+// berth's peak through transfers and authenticated load from 61 to 93 MB over idle. An operator who
+// gives node the flag on its command line keeps theirs.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'

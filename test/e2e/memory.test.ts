@@ -45,7 +45,7 @@ test('streaming 1 GB up and 1 GB down raises berth\'s RSS by less than 64 MB', {
   /** Collections of one kind so far (prom-client's default metrics, berth_ prefixed). */
   const collections = async (kind: 'minor' | 'major'): Promise<number> => {
     const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
-    return Number(new RegExp(`^berth_nodejs_gc_duration_seconds_count\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0)
+    return Number(new RegExp(`^berth_nodejs_gc_duration_seconds_count\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN)
   }
   const ca = readFileSync((await testCerts()).caCert)
   const agent = new https.Agent({ ca, servername: 'localhost', keepAlive: true })
