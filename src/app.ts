@@ -24,6 +24,7 @@ import cluster from '../plugins/cluster.js'
 import pressure from '../plugins/pressure.js'
 import metrics from '../plugins/metrics.js'
 import { registerUserPlugins } from './user-plugins.js'
+import { lazySchemaCompilers, keepDefaultHeaderHandling } from './schema-compilers.js'
 import proxy from '../plugins/proxy.js'
 import blobCache from '../plugins/blob-cache.js'
 
@@ -49,10 +50,12 @@ export async function buildApp (config: BerthConfig, opts: AppOptions): Promise<
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     clientErrorHandler: answerClientError,
+    schemaController: { compilersFactory: lazySchemaCompilers() },
     frameworkErrors (err, _request, reply) {
       replyError(reply, new BadRequestError(err.message))
     }
   }) as unknown as FastifyInstance
+  keepDefaultHeaderHandling(app)
 
   // Answer `Expect: 100-continue` ourselves (the proxy does, once every check passed), so a refused
   // upload is refused before the client sends its body.

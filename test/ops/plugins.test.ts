@@ -104,3 +104,44 @@ test('a plugin that fails to load stops berth check and berth start with its pat
   assert.equal(start.status, 1)
   assert.match(start.stderr, /plugins\[0\]\.path: cannot load/)
 })
+
+test('a plugin\'s route schemas work as in Fastify (header keys lowercased, coercion, response filtering); without one berth loads no schema compiler', async (t) => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'schema.mjs'), `
+export default async function (fastify) {
+  fastify.get('/plugin/echo', {
+    schema: {
+      headers: { type: 'object', required: ['X-Team'], properties: { 'X-Team': { type: 'string', minLength: 2 } } },
+      querystring: { type: 'object', required: ['n'], properties: { n: { type: 'integer' } } },
+      response: { 200: { type: 'object', properties: { n: { type: 'integer' }, team: { type: 'string' } } } }
+    }
+  }, async (request) => ({ n: request.query.n, team: request.headers['x-team'], secret: 'not in the schema' }))
+}
+`)
+  const up = await startUpstream((req, res) => res.end('{}'))
+  t.after(() => up.close())
+  const berth = await startBerth(t, [up.url], { plugins: [{ path: join(dir, 'schema.mjs') }] })
+  const ok = await request(berth, '/plugin/echo?n=3', { headers: { 'x-team': 'ops' } })
+  assert.equal(ok.status, 200, ok.body.toString())
+  assert.deepEqual(JSON.parse(ok.body.toString()), { n: 3, team: 'ops' })
+  assert.equal((await request(berth, '/plugin/echo?n=3')).status, 400, 'the required header')
+  assert.equal((await request(berth, '/plugin/echo?n=x', { headers: { 'x-team': 'ops' } })).status, 400, 'the querystring')
+
+  // A berth without such a plugin, in a process of its own: Fastify's compilers were never required.
+  const script = `
+    import { createRequire } from 'node:module'
+    import { startBerth, startUpstream } from ${JSON.stringify(join(ROOT, 'test', 'helper.ts'))}
+    const up = await startUpstream((req, res) => res.end('{}'))
+    const closers = []
+    const berth = await startBerth({ after: (fn) => closers.push(fn) }, [up.url])
+    const loaded = Object.keys(createRequire(import.meta.url).cache).filter((f) => /node_modules\\/(ajv|@fastify\\/(ajv|fast-json-stringify)-compiler)\\/|fast-json-stringify\\/index\\.js/.test(f))
+    console.log(JSON.stringify({ port: berth.port, loaded }))
+    for (const fn of closers.reverse()) await fn()
+    await up.close()
+  `
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', cwd: ROOT, timeout: 30_000 })
+  assert.equal(run.status, 0, run.stderr)
+  const out = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as { port?: number, loaded?: string[] }
+  assert.ok((out.port ?? 0) > 0, 'berth listened')
+  assert.deepEqual(out.loaded, [])
+})
