@@ -3,8 +3,9 @@
 // Fastify requires its validator compiler (ajv, its formats, fast-uri) and its serializer compiler
 // (fast-json-stringify) as it builds an instance, whether or not a route carries a schema. berth's own
 // routes carry none; the compilers cost 1.4 MB of live heap and about 4 MB of RSS in a berth just
-// started (docs/measurements.md, "Idle memory"). These factories are Fastify's own, required from Fastify's
-// place in node_modules the first time a route with a schema (a custom plugin's) is registered.
+// started (docs/measurements.md, "Idle memory"). These factories are Fastify's own, required from
+// Fastify's place in node_modules the first time a route with a schema (a custom plugin's) is
+// registered; nothing here runs per request.
 import { createRequire } from 'node:module'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 
