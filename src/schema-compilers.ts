@@ -14,7 +14,7 @@ type Compilers = NonNullable<NonNullable<FastifyServerOptions['schemaController'
 
 const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'))
 
-/** A `schemaController.compilersFactory` for one Fastify instance: Fastify's defaults, loaded on first use. */
+/** A `schemaController.compilersFactory` for one instance: Fastify's defaults, loaded on first use. */
 export function lazySchemaCompilers (): Compilers {
   let validator: Factory | undefined
   let serializer: Factory | undefined
@@ -39,6 +39,7 @@ export function lazySchemaCompilers (): Compilers {
  */
 export function keepDefaultHeaderHandling (app: FastifyInstance): void {
   const key = Object.getOwnPropertySymbols(app).find((s) => s.description === 'fastify.schemaController')
-  const controller = key === undefined ? undefined : (app as unknown as Record<symbol, { isCustomValidatorCompiler?: boolean }>)[key]
-  if (controller !== undefined && typeof controller.isCustomValidatorCompiler === 'boolean') controller.isCustomValidatorCompiler = false
+  if (key === undefined) return
+  const controller = (app as unknown as Record<symbol, { isCustomValidatorCompiler?: unknown }>)[key]
+  if (typeof controller?.isCustomValidatorCompiler === 'boolean') controller.isCustomValidatorCompiler = false
 }
