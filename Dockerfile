@@ -1,9 +1,10 @@
-# berth: build with tsc, run the compiled JavaScript as a non-root user, on the current Node.js LTS.
+# berth: compiled by tsc, bundled (scripts/bundle.mjs), run as a non-root user on the current Node.js LTS.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/bundle.mjs scripts/
 COPY src src
 COPY plugins plugins
 RUN npm run build && npm prune --omit=dev

@@ -1,10 +1,10 @@
-// berth as the benchmark runs it: `berth start ARGS…` from the compiled build (dist/, what the Docker image
-// runs; bench/run.ts builds it first, and sets BERTH_BUILD=1), or through bin/berth.js (in a checkout: the
-// TypeScript sources through tsx, as `npm start`) with BERTH_SOURCES=1 npm run bench.
+// berth as the benchmark runs it: `berth start ARGS…` from the compiled build (dist/bundle, what the Docker
+// image runs; bench/run.ts builds it first, and sets BERTH_BUILD=1), or through bin/berth.js (in a
+// checkout: the TypeScript sources through tsx, as `npm start`) with BERTH_SOURCES=1 npm run bench.
 
 // (`workers` in the config runs several processes; bench/run.ts's workers section measures it.)
 if (process.env.BERTH_BUILD === '1') {
-  const { main } = await import('../dist/src/cli.js')
+  const { main } = await import('../dist/bundle/cli.js')
   const code = await main(process.argv.slice(2))
   if (code >= 0) process.exitCode = code
 } else {

@@ -106,12 +106,14 @@ function build (): void {
   const newest = (d: string): number => readdirSync(join(root, d), { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts'))
     .reduce((max, e) => Math.max(max, statSync(join(e.parentPath, e.name)).mtimeMs), 0)
-  const built = join(root, 'dist', 'src', 'cli.js')
+  const built = join(root, 'dist', 'bundle', 'cli.js')
   const sources = Math.max(newest('src'), newest('plugins'), statSync(join(root, 'package-lock.json')).mtimeMs)
   if (existsSync(built) && statSync(built).mtimeMs > sources) return
   log('building dist/ (npm run build)')
-  const tsc = spawnSync(process.execPath, [join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' })
-  if (tsc.status !== 0) throw new Error(`npm run build failed:\n${tsc.stdout}${tsc.stderr}`)
+  for (const step of [[join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], [join('scripts', 'bundle.mjs')]]) {
+    const run = spawnSync(process.execPath, step, { cwd: root, encoding: 'utf8' })
+    if (run.status !== 0) throw new Error(`npm run build failed:\n${run.stdout}${run.stderr}`)
+  }
 }
 
 const results: Record<string, unknown> = {}

@@ -36,14 +36,19 @@ test('docker-compose.yml: the registry is not published, berth publishes 443 to 
   assert.deepEqual(dockerfileCmd().cmd.slice(0, 3), ['start', '--config', '/etc/berth/docker.yaml'])
 })
 
-test('the image\'s build (tsc, dist/ only, no sources) runs `berth check` and `berth start` as the image does', { timeout: 120_000 }, async (t) => {
+test('the image\'s build (tsc and the bundle, no sources) runs `berth check` and `berth start` as the image does', { timeout: 120_000 }, async (t) => {
   const dir = tempDir(t)
   const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')], { encoding: 'utf8' })
   assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr)
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
+  // npm run build's second step: the bundle the image's bin/berth.js loads
+  const bundle = spawnSync(process.execPath, [join(ROOT, 'scripts', 'bundle.mjs'), join(dir, 'dist')], { encoding: 'utf8' })
+  assert.equal(bundle.status, 0, bundle.stdout + bundle.stderr)
+  assert.equal((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.build, 'tsc -p tsconfig.build.json && node scripts/bundle.mjs')
+  rmSync(join(dir, 'dist', 'src'), { recursive: true }) // the command line needs nothing else of the build
   mkdirSync(join(dir, 'bin'))
   copyFileSync(join(ROOT, 'bin', 'berth.js'), join(dir, 'bin', 'berth.js'))
   copyFileSync(join(ROOT, 'package.json'), join(dir, 'package.json'))
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
   assert.equal(existsSync(join(dir, 'src', 'cli.ts')), false)
   const { entrypoint } = dockerfileCmd()
   assert.deepEqual(entrypoint, ['node', 'bin/berth.js'])
@@ -65,9 +70,14 @@ test('the image\'s build (tsc, dist/ only, no sources) runs `berth check` and `b
   // and a TypeScript plugin, as a user would mount one next to the config
   mkdirSync(join(etc, 'plugins'))
   copyFileSync(join(ROOT, 'plugins', 'examples', 'block-old-docker.ts'), join(etc, 'plugins', 'block-old-docker.ts'))
+  // and one with a route schema: Fastify's compilers, which berth requires when first needed, from the bundle
+  writeFileSync(join(etc, 'plugins', 'schema.mjs'), `export default async function (fastify) {
+  fastify.get('/plugin/echo', { schema: { headers: { type: 'object', required: ['X-Team'] }, querystring: { type: 'object', properties: { n: { type: 'integer' } } } } },
+    async (request) => ({ n: request.query.n }))
+}\n`)
   writeFileSync(join(etc, 'docker.yaml'), readFileSync(join(etc, 'docker.yaml'), 'utf8')
     .replace('http://registry:5000', up.url).replace(/^workers: .*$/m, 'workers: 2').replace('port: 8443', 'port: 0').replace('port: 9090', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1') +
-    'plugins:\n  - { path: plugins/block-old-docker.ts }\n')
+    'plugins:\n  - { path: plugins/block-old-docker.ts }\n  - { path: plugins/schema.mjs }\n')
   const child = spawn(process.execPath, [join(dir, 'bin', 'berth.js'), 'start', '--config', join(etc, 'docker.yaml'), '--init-certs'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   let out = ''
@@ -78,11 +88,17 @@ test('the image\'s build (tsc, dist/ only, no sources) runs `berth check` and `b
   assert.ok(line, out)
   const port = (JSON.parse(line) as { address: { port: number } }).address.port
   const ca = readFileSync(join(etc, 'certs', 'ca.crt'))
-  const status = (agent: string) => new Promise<number>((resolve, reject) => {
-    https.get({ host: '127.0.0.1', port, path: '/v2/', ca, servername: 'localhost', agent: false, headers: { 'user-agent': agent } }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)
+  const get = (agent: string, path = '/v2/', headers = {}) => new Promise<{ status: number, body: string }>((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port, path, ca, servername: 'localhost', agent: false, headers: { 'user-agent': agent, ...headers } }, (res) => {
+      let body = ''
+      res.on('data', (c) => { body += c }).on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    }).on('error', reject)
   })
-  assert.equal(await status('docker/24.0.7'), 200)
-  assert.equal(await status('docker/1.5.0'), 404, 'the TypeScript plugin runs in the compiled build too')
+  assert.equal((await get('docker/24.0.7')).status, 200)
+  assert.equal((await get('docker/1.5.0')).status, 404, 'the TypeScript plugin runs in the compiled build too')
+  assert.deepEqual(await get('curl', '/plugin/echo?n=3', { 'x-team': 'ops' }), { status: 200, body: '{"n":3}' })
+  assert.equal((await get('curl', '/plugin/echo?n=x', { 'x-team': 'ops' })).status, 400)
+  assert.equal((await get('curl', '/plugin/echo?n=3')).status, 400, 'the header schema')
   child.kill('SIGTERM')
   assert.deepEqual(await once(child, 'exit'), [0, null])
 })
@@ -171,7 +187,7 @@ test('npm pack, then npm install -g of the tarball: berth on PATH runs from the 
   // Packed from a copy, so that its build (prepack) never races another test's use of dist/.
   const dir = tempDir(t)
   const src = join(dir, 'src-copy')
-  for (const entry of ['bin', 'src', 'plugins', 'config', 'deploy', 'docs', 'README.md', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
+  for (const entry of ['bin', 'src', 'plugins', 'scripts', 'config', 'deploy', 'docs', 'README.md', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
     cpSync(join(ROOT, entry), join(src, entry), { recursive: true, filter: (p) => !p.includes(`${join('config', 'certs')}`) && !p.includes(`${join('config', 'data')}`) })
   }
   symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'))
@@ -180,6 +196,7 @@ test('npm pack, then npm install -g of the tarball: berth on PATH runs from the 
   const tgz = join(dir, pack.stdout.trim().split('\n').pop() as string)
   const listed = spawnSync('tar', ['tzf', tgz], { encoding: 'utf8' }).stdout.split('\n')
   assert.ok(listed.includes('package/dist/src/cli.js'), 'the compiled build is in the package')
+  assert.ok(listed.includes('package/dist/bundle/cli.js'), 'and its bundle, which bin/berth.js runs')
   assert.ok(!listed.some((f) => f.startsWith('package/src/') || f.startsWith('package/test/')), 'no sources, no tests')
 
   const prefix = join(dir, 'prefix')
