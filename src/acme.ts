@@ -14,10 +14,12 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { BerthConfig } from './config/schema.js'
 
 // acme-client (with axios and node-forge, ~27 MB resident) and the certificate maker load only when
-// tls.acme is configured, not with every berth.
+// tls.acme is configured, not with every berth. acme-client is CommonJS: its exports are taken from the
+// namespace's `default` (its module.exports), the one shape Node's import() and the bundle's agree on
+// (a bundle's chunk for a CommonJS package exports only a default).
 type AcmeClient = typeof import('acme-client')
 let loaded: Promise<AcmeClient> | null = null
-const acmeClient = (): Promise<AcmeClient> => (loaded ??= import('acme-client'))
+const acmeClient = (): Promise<AcmeClient> => (loaded ??= import('acme-client').then((m) => (m as AcmeClient & { default: AcmeClient }).default))
 
 export type AcmeConfig = NonNullable<NonNullable<BerthConfig['tls']>['acme']>
 

@@ -1,12 +1,12 @@
 // Shared test fixtures: certificates, in-process upstreams on port 0, berth in-process on port 0.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import https from 'node:https'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { makeCerts, type CertFiles } from '../src/certs.js'
 import { parseConfig } from '../src/config/load.js'
@@ -238,6 +238,26 @@ export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) =
   const line = out.split('\n').find((l) => l.includes('"berth listening"'))
   if (line === undefined) throw new Error(`berth did not start:\n${out}`)
   return { child, port: (JSON.parse(line) as { address: { port: number } }).address.port, output: () => out }
+}
+
+/**
+ * The image's build in a folder of its own: `npm run build`'s two steps (tsc, then the bundle), with tsc's
+ * `dist/src` removed (the command line needs nothing else of it), `bin/berth.js` and `package.json`
+ * beside it and this checkout's node_modules linked. Its `bin/berth.js` runs the bundle, as the image's.
+ */
+export function imageBuild (t: { after: (fn: () => void) => void }): string {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const dir = tempDir(t)
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+  for (const step of [[join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')], [join(root, 'scripts', 'bundle.mjs'), join(dir, 'dist')]]) {
+    const run = spawnSync(process.execPath, step, { encoding: 'utf8' })
+    if (run.status !== 0) throw new Error(`${step.join(' ')} failed:\n${run.stdout}${run.stderr}`)
+  }
+  rmSync(join(dir, 'dist', 'src'), { recursive: true })
+  mkdirSync(join(dir, 'bin'))
+  copyFileSync(join(root, 'bin', 'berth.js'), join(dir, 'bin', 'berth.js'))
+  copyFileSync(join(root, 'package.json'), join(dir, 'package.json'))
+  return dir
 }
 
 /** Resolves when `check` returns true, polling; rejects after `ms`. */

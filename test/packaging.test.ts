@@ -10,7 +10,7 @@ import http from 'node:http'
 import https from 'node:https'
 import { once } from 'node:events'
 import { parse } from 'yaml'
-import { tempDir, startUpstream, waitFor } from './helper.js'
+import { tempDir, startUpstream, waitFor, imageBuild } from './helper.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
@@ -37,18 +37,8 @@ test('docker-compose.yml: the registry is not published, berth publishes 443 to 
 })
 
 test('the image\'s build (tsc and the bundle, no sources) runs `berth check` and `berth start` as the image does', { timeout: 120_000 }, async (t) => {
-  const dir = tempDir(t)
-  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')], { encoding: 'utf8' })
-  assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr)
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
-  // npm run build's second step: the bundle the image's bin/berth.js loads
-  const bundle = spawnSync(process.execPath, [join(ROOT, 'scripts', 'bundle.mjs'), join(dir, 'dist')], { encoding: 'utf8' })
-  assert.equal(bundle.status, 0, bundle.stdout + bundle.stderr)
+  const dir = imageBuild(t)
   assert.equal((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.build, 'tsc -p tsconfig.build.json && node scripts/bundle.mjs')
-  rmSync(join(dir, 'dist', 'src'), { recursive: true }) // the command line needs nothing else of the build
-  mkdirSync(join(dir, 'bin'))
-  copyFileSync(join(ROOT, 'bin', 'berth.js'), join(dir, 'bin', 'berth.js'))
-  copyFileSync(join(ROOT, 'package.json'), join(dir, 'package.json'))
   assert.equal(existsSync(join(dir, 'src', 'cli.ts')), false)
   const { entrypoint } = dockerfileCmd()
   assert.deepEqual(entrypoint, ['node', 'bin/berth.js'])

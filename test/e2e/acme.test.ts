@@ -1,7 +1,7 @@
 // Certificates from an ACME CA: Pebble (Debian's `pebble`) with real validation (its VA connects to
 // berth), names resolved by pebble-challtestsrv's DNS to 127.0.0.1. skopeo reaches `registry.test`
 // through a CONNECT relay (HTTPS_PROXY) to 127.0.0.1, so that TLS is checked against that name and
-// Pebble's root alone.
+// Pebble's root alone. berth runs from the image's build (the bundle), where ACME is used in production.
 import { test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -13,7 +13,7 @@ import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
-import { tempDir, testCerts, spawnBerth, waitFor, sleep } from '../helper.js'
+import { tempDir, testCerts, spawnBerth as spawnSources, waitFor, sleep, imageBuild } from '../helper.js'
 import { freePort, requireTool, startRegistry, ociLayout, track, type Proc, fileContext } from './fixtures.js'
 
 interface Pebble { directory: string, root: string, stop: () => Promise<void> }
@@ -103,7 +103,10 @@ before(async () => {
   const pebble = await startPebble(holder, dir, httpPort, tlsPort)
   const proxy = await startRelay(holder)
   s = { dir, registryUrl: registry.url, registryCa: (await testCerts()).caCert, tlsPort, httpPort, pebble, proxy }
+  entry = join(imageBuild(holder), 'bin', 'berth.js')
 })
+let entry = ''
+const spawnBerth = (t: Parameters<typeof spawnSources>[0], args: string[]) => spawnSources(t, args, entry)
 
 function berthConfig (name: string, acme: string[], top: string[] = []): string {
   const dir = join(s.dir, name)
