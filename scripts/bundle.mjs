@@ -4,9 +4,10 @@
 //
 // Why: every module Node loads costs memory for as long as the process lives (its wrapper, its place in
 // the module caches, the resolution of its path, its source text, which V8 keeps for functions compiled
-// lazily). tsc's output opens about 470 files of JavaScript at start, the bundle a dozen; it idles 12-15 MB
-// lower, measured in docs/measurements.md ("Idle memory"). The code is tsc's output, minified; the source
-// maps lead back to it (NODE_OPTIONS=--enable-source-maps gives stack traces with dist/src's lines).
+// lazily). tsc's output opens about 470 files of JavaScript at start, the bundle a dozen; it takes 12-17 MB
+// less 3 s after start and 5-10 MB less once idle (docs/measurements.md, "Idle memory"). The code is tsc's
+// output, minified; the source maps lead back to it (NODE_OPTIONS=--enable-source-maps gives stack traces
+// with dist/src's lines).
 //
 // Left outside the bundle, loaded from node_modules as before: @node-rs/bcrypt (a native addon), tsx (it
 // registers its loader by its own file's path; only for plugins written in TypeScript), and what berth

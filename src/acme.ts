@@ -19,7 +19,8 @@ import type { BerthConfig } from './config/schema.js'
 // (a bundle's chunk for a CommonJS package exports only a default).
 type AcmeClient = typeof import('acme-client')
 let loaded: Promise<AcmeClient> | null = null
-const acmeClient = (): Promise<AcmeClient> => (loaded ??= import('acme-client').then((m) => (m as AcmeClient & { default: AcmeClient }).default))
+const acmeClient = (): Promise<AcmeClient> =>
+  (loaded ??= import('acme-client').then((m) => (m as AcmeClient & { default: AcmeClient }).default))
 
 export type AcmeConfig = NonNullable<NonNullable<BerthConfig['tls']>['acme']>
 
