@@ -107,13 +107,11 @@ function build (): void {
     .filter((e) => e.isFile() && e.name.endsWith('.ts'))
     .reduce((max, e) => Math.max(max, statSync(join(e.parentPath, e.name)).mtimeMs), 0)
   const built = join(root, 'dist', 'bundle', 'cli.js')
-  const sources = Math.max(newest('src'), newest('plugins'), statSync(join(root, 'package-lock.json')).mtimeMs)
+  const sources = Math.max(newest('src'), newest('plugins'), ...['package-lock.json', join('scripts', 'bundle.mjs')].map((f) => statSync(join(root, f)).mtimeMs))
   if (existsSync(built) && statSync(built).mtimeMs > sources) return
   log('building dist/ (npm run build)')
-  for (const step of [[join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], [join('scripts', 'bundle.mjs')]]) {
-    const run = spawnSync(process.execPath, step, { cwd: root, encoding: 'utf8' })
-    if (run.status !== 0) throw new Error(`npm run build failed:\n${run.stdout}${run.stderr}`)
-  }
+  const run = spawnSync('npm', ['run', '-s', 'build'], { cwd: root, encoding: 'utf8' })
+  if (run.status !== 0) throw new Error(`npm run build failed:\n${run.stdout}${run.stderr}`)
 }
 
 const results: Record<string, unknown> = {}
