@@ -96,6 +96,8 @@ interface Setup { dir: string, registryUrl: string, registryCa: string, tlsPort:
 // One Pebble, one registry and one relay for the file (each berth gets its own storage).
 const holder = fileContext()
 let s: Setup
+/** bin/berth.js of the image's build, made once for the file. */
+let entry = ''
 before(async () => {
   const dir = tempDir(holder)
   const [tlsPort, httpPort] = await Promise.all([freePort(), freePort()])
@@ -105,7 +107,6 @@ before(async () => {
   s = { dir, registryUrl: registry.url, registryCa: (await testCerts()).caCert, tlsPort, httpPort, pebble, proxy }
   entry = join(imageBuild(holder), 'bin', 'berth.js')
 })
-let entry = ''
 const spawnBerth = (t: Parameters<typeof spawnSources>[0], args: string[]) => spawnSources(t, args, entry)
 
 function berthConfig (name: string, acme: string[], top: string[] = []): string {
