@@ -123,7 +123,8 @@ export function merge<T extends Record<string, unknown>> (base: T, over: Record<
 
 /**
  * berth in-process on port 0, TLS with the test certificate, in front of `upstreams` (URLs, or server
- * entries with their options), its logs in its own directory at debug level; `config` on top of that.
+ * entries with their options), its logs in its own directory at debug level, load shedding off; `config`
+ * on top of that.
  * The config is written to berth.yaml there, so that a test can edit it and reload.
  */
 export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: Array<string | ServerInput>, config: ConfigInput = {}, opts: { plain?: boolean } = {}): Promise<Berth> {
@@ -133,7 +134,10 @@ export async function startBerth (t: { after: (fn: () => Promise<void> | void) =
     listen: { host: '127.0.0.1', port: 0 },
     ...(opts.plain ? {} : { tls: { cert: c.cert, key: c.key } }),
     upstream: { servers: upstreams.map((u) => typeof u === 'string' ? { url: u } : u), tls: { ca: c.caCert } },
-    log: { access: 'access.log', error: 'error.log', level: 'debug' }
+    log: { access: 'access.log', error: 'error.log', level: 'debug' },
+    // Load shedding off unless a test turns it on: on two shared cores a test process can stall for a
+    // second, and the default threshold would then answer an unrelated request 503.
+    pressure: { maxEventLoopDelay: 0 }
   }
   const yaml = stringifyYaml(withUnits(merge(base, config as Record<string, unknown>)))
   const file = join(dir, 'berth.yaml')
