@@ -1,10 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { UpstreamPool, type Upstream } from '../../src/upstream/pool.js'
-import { tlsName } from '../../src/upstream/dispatcher.js'
+import { tlsName, UPSTREAM_WRITE_QUEUE } from '../../src/upstream/dispatcher.js'
 import { parseConfig } from '../../src/config/load.js'
-import { startBerth, request, registryError, waitFor } from '../helper.js'
+import { startBerth, startUpstream, request, registryError, waitFor } from '../helper.js'
 
 function pool (servers: string): UpstreamPool {
   return new UpstreamPool(parseConfig(`upstream: { servers: ${servers} }`, '/x.yaml'))
@@ -45,6 +46,24 @@ test('an upstream that accepts TCP but never completes TLS gives 504 after upstr
 })
 
 const down = (s: Upstream) => s.recordProbe({ ok: false, at: Date.now(), ms: 1 }, 1, 1)
+
+test('a connection to an upstream lets 256 KiB of a request body queue before undici pauses the client, and reads ahead 16 KiB', async (t) => {
+  const up = await startUpstream((req, res) => { req.resume(); req.on('end', () => { res.writeHead(202); res.end() }) })
+  t.after(() => up.close())
+  const sockets: net.Socket[] = []
+  const connected = (message: unknown) => { sockets.push((message as { socket: net.Socket }).socket) }
+  subscribe('undici:client:connected', connected)
+  t.after(() => { unsubscribe('undici:client:connected', connected) })
+  const berth = await startBerth(t, [up.url])
+  const body = Buffer.alloc(1 << 20, 7)
+  const res = await request(berth, '/v2/a/blobs/uploads/x', { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' }, body })
+  assert.equal(res.status, 202)
+  assert.ok(sockets.length > 0)
+  for (const s of sockets) {
+    assert.equal(s.writableHighWaterMark, UPSTREAM_WRITE_QUEUE)
+    assert.equal(s.readableHighWaterMark, 16 << 10)
+  }
+})
 
 test('backup servers get traffic only while every primary is unavailable', async () => {
   const p = pool('[ { url: "http://127.0.0.1:1" }, { url: "http://127.0.0.1:2" }, { url: "http://127.0.0.1:3", backup: true } ]')
