@@ -11,6 +11,7 @@ import Pool from 'undici/lib/dispatcher/pool.js'
 import buildConnector from 'undici/lib/core/connect.js'
 import type { BerthConfig } from '../config/schema.js'
 import { isIpAddress } from '../net.js'
+import { writeQueues } from './write-queue.js'
 
 /** TLS toward upstreams, read once per configuration: for the dispatchers and the health probes. */
 export interface UpstreamTls { ca: Buffer | undefined, verify: boolean }
@@ -26,23 +27,6 @@ export function upstreamTls (config: BerthConfig): UpstreamTls {
  */
 export function tlsName (hostname: string): string | undefined {
   return isIpAddress(hostname) ? undefined : hostname.replace(/^\[|\]$/g, '')
-}
-
-/**
- * How much of a request body may wait in an upstream connection's write queue before undici pauses the
- * client's stream. undici's connector gives each TLS socket Node's 16 KiB for both directions, and a TLS
- * write completes only on a later turn of the event loop: every 16 KiB record of an upload filled the
- * queue, and undici paused and resumed the client's stream once per record (a read stop and a read start
- * on the client's socket each time). With 256 KiB a few records wait instead. Only the writable side: the
- * readable side bounds what a download reads ahead of its client (tls.connect's `highWaterMark` sets both,
- * and 200 concurrent downloads then held about 75 MB more). Node has no option for the writable side of
- * a TLS socket alone, hence the stream's own state, set before the socket carries anything.
- */
-export const UPSTREAM_WRITE_QUEUE = 256 << 10
-
-function queueMore (socket: unknown): void {
-  const state = (socket as { _writableState?: { highWaterMark?: unknown } } | null | undefined)?._writableState
-  if (typeof state?.highWaterMark === 'number') state.highWaterMark = UPSTREAM_WRITE_QUEUE
 }
 
 /**
@@ -65,7 +49,7 @@ export class UpstreamDispatcher {
     this.#pool = new Pool(url.origin, {
       // The connector calls back (err) on failure, (null, socket) on success.
       connect: (opts, cb) => base({ ...opts, servername }, (...args) => {
-        if (args[0] === null && args[1] !== undefined) queueMore(args[1])
+        if (args[0] === null && args[1] !== undefined) writeQueues.add(args[1])
         cb(...args)
       }),
       headersTimeout: timeouts.idle,

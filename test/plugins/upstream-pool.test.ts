@@ -1,9 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
+import { EventEmitter } from 'node:events'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { UpstreamPool, type Upstream } from '../../src/upstream/pool.js'
-import { tlsName, UPSTREAM_WRITE_QUEUE } from '../../src/upstream/dispatcher.js'
+import { tlsName } from '../../src/upstream/dispatcher.js'
+import { WriteQueues } from '../../src/upstream/write-queue.js'
 import { parseConfig } from '../../src/config/load.js'
 import { startBerth, startUpstream, request, registryError, waitFor } from '../helper.js'
 
@@ -47,7 +49,7 @@ test('an upstream that accepts TCP but never completes TLS gives 504 after upstr
 
 const down = (s: Upstream) => s.recordProbe({ ok: false, at: Date.now(), ms: 1 }, 1, 1)
 
-test('a connection to an upstream lets 256 KiB of a request body queue before undici pauses the client, and reads ahead 16 KiB', async (t) => {
+test('a connection to an upstream, one of few, lets 256 KiB of a request body queue before undici pauses the client, and reads ahead 16 KiB', async (t) => {
   const up = await startUpstream((req, res) => { req.resume(); req.on('end', () => { res.writeHead(202); res.end() }) })
   t.after(() => up.close())
   const sockets: net.Socket[] = []
@@ -60,9 +62,28 @@ test('a connection to an upstream lets 256 KiB of a request body queue before un
   assert.equal(res.status, 202)
   assert.ok(sockets.length > 0)
   for (const s of sockets) {
-    assert.equal(s.writableHighWaterMark, UPSTREAM_WRITE_QUEUE)
+    assert.equal(s.writableHighWaterMark, WriteQueues.MAX)
     assert.equal(s.readableHighWaterMark, 16 << 10)
   }
+})
+
+test('write queues share 4 MiB among open connections: 256 KiB each for a few, 16 KiB at the least, and more again as they close', () => {
+  const queues = new WriteQueues()
+  const open = (n: number) => Array.from({ length: n }, () => {
+    const socket = Object.assign(new EventEmitter(), { _writableState: { highWaterMark: 16 << 10 } })
+    queues.add(socket)
+    return socket
+  })
+  const few = open(16)
+  assert.ok(few.every((s) => s._writableState.highWaterMark === 256 << 10))
+  const more = open(48)
+  assert.ok([...few, ...more].every((s) => s._writableState.highWaterMark === 64 << 10), 'the earlier connections gave up their share')
+  const many = open(400)
+  assert.equal(many[0]._writableState.highWaterMark, 16 << 10, 'never below Node\'s own')
+  for (const s of [...more, ...many]) s.emit('close')
+  assert.ok(few.every((s) => s._writableState.highWaterMark === 256 << 10), 'closed ones give their share back')
+  queues.add(new EventEmitter()) // no writable state (not a stream): left alone
+  assert.equal(queues.size(), 256 << 10)
 })
 
 test('backup servers get traffic only while every primary is unavailable', async () => {
