@@ -124,8 +124,7 @@ export function merge<T extends Record<string, unknown>> (base: T, over: Record<
 /**
  * berth in-process on port 0, TLS with the test certificate, in front of `upstreams` (URLs, or server
  * entries with their options), its logs in its own directory at debug level, load shedding off; `config`
- * on top of that.
- * The config is written to berth.yaml there, so that a test can edit it and reload.
+ * on top of that. The config is written to berth.yaml there, so that a test can edit it and reload.
  */
 export async function startBerth (t: { after: (fn: () => Promise<void> | void) => void }, upstreams: Array<string | ServerInput>, config: ConfigInput = {}, opts: { plain?: boolean } = {}): Promise<Berth> {
   const c = await testCerts()
