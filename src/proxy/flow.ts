@@ -5,6 +5,7 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
+import { evenShare } from '../upstream/write-queue.js'
 
 /** Holds the live upstream while any reason holds it; a new attempt's controller inherits the holds. */
 export class Valve {
@@ -41,7 +42,7 @@ export class SendBudget {
   close (): void { this.#responses-- }
 
   window (): number {
-    return Math.max(16 << 10, Math.min(1 << 20, Math.floor(SendBudget.TOTAL / Math.max(1, this.#responses))))
+    return evenShare(SendBudget.TOTAL, this.#responses, 16 << 10, 1 << 20)
   }
 }
 

@@ -13,6 +13,11 @@
 // Node has no option for the writable side of a TLS socket alone, hence the stream's own state.
 import type { EventEmitter } from 'node:events'
 
+/** `total` split evenly among `parties`, each share between `min` and `max` (the send window's rule too). */
+export function evenShare (total: number, parties: number, min: number, max: number): number {
+  return Math.max(min, Math.min(max, Math.floor(total / Math.max(1, parties))))
+}
+
 /** What a queue needs of a socket: its writable state, and its 'close'. */
 type Queued = EventEmitter & { _writableState?: { highWaterMark?: unknown } }
 
@@ -24,7 +29,7 @@ export class WriteQueues {
 
   /** Each open connection's share now. */
   size (): number {
-    return Math.max(WriteQueues.MIN, Math.min(WriteQueues.MAX, Math.floor(WriteQueues.TOTAL / Math.max(1, this.#states.size))))
+    return evenShare(WriteQueues.TOTAL, this.#states.size, WriteQueues.MIN, WriteQueues.MAX)
   }
 
   /** A connection that opened: it gets its share, and the others' shares follow. */
