@@ -10,7 +10,7 @@ const entry: AccessEntry = {
   remoteAddr: '10.0.0.7',
   remoteUser: null,
   key: null,
-  time: new Date(Date.UTC(2026, 10, 29, 16, 58, 53)),
+  time: Date.UTC(2026, 10, 29, 16, 58, 53),
   method: 'GET',
   url: '/v2/app/manifests/v1',
   httpVersion: '1.1',
@@ -29,7 +29,7 @@ test('combined format is nginx main plus request time and upstream; quotes escap
   assert.match(formatCombined({ ...entry, completed: false, upstream: '' }), /upstream=- aborted\n$/)
   // A request made with an access key names the key after the upstream.
   assert.match(formatCombined({ ...entry, remoteUser: 'ci-bot', key: '0123456789ab' }), /^10\.0\.0\.7 - ci-bot .* upstream=127\.0\.0\.1:5000 key=0123456789ab\n$/)
-  assert.match(timeLocal(new Date()), /^\d\d\/[A-Z][a-z]{2}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$/)
+  assert.match(timeLocal(Date.now()), /^\d\d\/[A-Z][a-z]{2}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$/)
 })
 
 test('one line per request, proxied or refused, with status, bytes and upstream; JSON when asked', async (t) => {
@@ -77,11 +77,11 @@ test('a 413 line names the user: the body limit is checked after authentication 
 })
 
 test('the local time is made once a second and is right at each second', () => {
-  const a = timeLocal(new Date(2026, 10, 29, 16, 58, 53, 100))
-  assert.equal(timeLocal(new Date(2026, 10, 29, 16, 58, 53, 900)), a)
+  const a = timeLocal(new Date(2026, 10, 29, 16, 58, 53, 100).getTime())
+  assert.equal(timeLocal(new Date(2026, 10, 29, 16, 58, 53, 900).getTime()), a)
   assert.match(a, /^29\/Nov\/2026:16:58:53 /)
-  assert.match(timeLocal(new Date(2026, 10, 29, 16, 58, 54, 0)), /^29\/Nov\/2026:16:58:54 /)
-  assert.match(timeLocal(new Date(2026, 11, 1, 0, 0, 0, 0)), /^01\/Dec\/2026:00:00:00 /)
+  assert.match(timeLocal(new Date(2026, 10, 29, 16, 58, 54, 0).getTime()), /^29\/Nov\/2026:16:58:54 /)
+  assert.match(timeLocal(new Date(2026, 11, 1, 0, 0, 0, 0).getTime()), /^01\/Dec\/2026:00:00:00 /)
 })
 
 test('every caller hears of a response once, on finish or on close, and one that comes late is told at once', () => {
