@@ -11,7 +11,10 @@ const pad = (n: number) => (n < 10 ? '0' : '') + n
 let cachedSecond = NaN
 let cachedTime = ''
 
-/** nginx $time_local of a time in ms since the epoch: 29/Nov/2026:16:58:53 +0000 (made once a second, as nginx does). */
+/**
+ * nginx $time_local of a time in ms since the epoch: 29/Nov/2026:16:58:53 +0000 (made once a second, as
+ * nginx does).
+ */
 export function timeLocal (ms: number): string {
   const second = Math.floor(ms / 1000)
   if (second === cachedSecond) return cachedTime
