@@ -29,7 +29,7 @@ export function timeLocal (ms: number): string {
 }
 
 const UNSAFE = /[^\x20\x21\x23-\x5b\x5d-\x7e]/
-const UNSAFE_ALL = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu
+const UNSAFE_ALL = new RegExp(UNSAFE.source, 'gu')
 
 /** nginx escapes `"`, backslash, control bytes and every byte >= 0x7f of logged variables as \xHH. */
 function esc (v: string | undefined): string {

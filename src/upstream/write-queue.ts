@@ -26,6 +26,8 @@ export class WriteQueues {
   static readonly MIN = 16 << 10
   static readonly MAX = 256 << 10
   readonly #states = new Set<{ highWaterMark: number }>()
+  /** The share every open connection has now. */
+  #given = WriteQueues.MAX
 
   /** Each open connection's share now. */
   size (): number {
@@ -38,6 +40,7 @@ export class WriteQueues {
     if (typeof state?.highWaterMark !== 'number') return
     const queued = state as { highWaterMark: number }
     this.#states.add(queued)
+    queued.highWaterMark = this.#given
     socket.once('close', () => {
       this.#states.delete(queued)
       this.#share()
@@ -45,8 +48,11 @@ export class WriteQueues {
     this.#share()
   }
 
+  /** Every connection's share again, when the number of them changed it (not for up to 16 of them). */
   #share (): void {
     const size = this.size()
+    if (size === this.#given) return
+    this.#given = size
     for (const state of this.#states) state.highWaterMark = size
   }
 }
