@@ -20,15 +20,27 @@ export function need (cmd: string, pkg: string): void {
   try { requireTool(cmd, pkg) } catch { throw new Error(`${cmd} is missing: apt-get install -y ${pkg}`) }
 }
 
+/** Seconds one curl may take, so that a stalled peer cannot hang the benchmark (`BENCH_CURL_MAX_TIME`). */
+const MAX_TIME = process.env.BENCH_CURL_MAX_TIME ?? '300'
+/** curl's arguments without credentials, for messages. */
+const shown = (args: string[]) => args.filter((a) => !a.includes(':') || a.startsWith('http')).join(' ')
+
 export function curl (args: string[]): string {
-  const r = spawnSync('curl', ['-s', '-S', '--fail', ...args], { encoding: 'utf8', maxBuffer: 1 << 24 })
-  if (r.status !== 0) throw new Error(`curl ${args.filter((a) => !a.includes(':') || a.startsWith('http')).join(' ')}: ${r.stderr}`)
+  const run = () => spawnSync('curl', ['-s', '-S', '--fail', '--max-time', MAX_TIME, ...args], { encoding: 'utf8', maxBuffer: 1 << 24 })
+  let r = run()
+  // A plain GET that timed out (curl's 28) is tried once more, and said so: HAProxy 2.6 once stalled a
+  // download midway with both of its connections idle. Uploads are not repeated (their session is spent).
+  if (r.status === 28 && !args.includes('-X') && !args.includes('-T')) {
+    process.stderr.write(`curl timed out after ${MAX_TIME} s and was tried again: ${shown(args)}\n`)
+    r = run()
+  }
+  if (r.status !== 0) throw new Error(`curl ${shown(args)}: ${r.stderr}`)
   return r.stdout
 }
 
 /** Async curl, for runs that overlap (the memory measurement); `tolerant`: HTTP errors are not failures. */
 export async function curlAsync (args: string[], tolerant = false): Promise<string> {
-  const child = spawn('curl', ['-s', '-S', ...(tolerant ? [] : ['--fail']), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('curl', ['-s', '-S', '--max-time', MAX_TIME, ...(tolerant ? [] : ['--fail']), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout.on('data', (c) => { out += c })

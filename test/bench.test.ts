@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 
 test('npm run bench runs every section end to end and prints its table (one tiny round)', { timeout: 300_000 }, async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/run.ts', import.meta.url)), '--only', 'transfer,small,static,401,skopeo,cache,memory,token,workers,placement,distant'], {
-    env: { ...process.env, ROUNDS: '1', SECONDS: '0.5', BLOB_MB: '4', IMAGE_MB: '1', MEMORY_MB: '8', DOWNLOADS: '10', SETTLE_S: '1', BCRYPT_COST: '4' },
+    env: { ...process.env, ROUNDS: '1', SECONDS: '0.5', BLOB_MB: '4', IMAGE_MB: '1', MEMORY_MB: '8', DOWNLOADS: '10', SETTLE_S: '1', BCRYPT_COST: '4', BENCH_CURL_MAX_TIME: '30' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''
