@@ -9,7 +9,8 @@
 //             and what berth's digest check costs of its CPU on the download
 //   small     authenticated GET /v2/ and HEAD manifest, 32 connections, apr1 and bcrypt users
 //   static    the same (apr1 and bcrypt users) with every proxy in front of an upstream answering from memory
-//   401       no credentials: requests/s and the proxy's CPU time per request
+//   401       no credentials: requests/s and the proxy's CPU time per request, steady and in the first
+//             seconds after idle
 //   skopeo    skopeo copy push and pull of a 5-layer image (wall time)
 //   cache     repeated pulls of one image through berth's blob cache; ten concurrent pulls of a new one
 //   memory    peak RSS over idle: berth streaming up and down at once; many concurrent downloads, each proxy
