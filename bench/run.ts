@@ -341,11 +341,12 @@ try {
     // (about 20 s: a burst after idle), then again (the steady cost, which the target is read on). The
     // first costs the Node.js servers more: V8 shrank its young generation during the pause and grows it
     // again, touching fresh pages (docs/measurements.md, "Where the 401 path's CPU goes").
-    const names = [...proxies, ...floors].map((x) => x.name)
+    const targets = [...proxies, ...floors]
+    const names = targets.map((x) => x.name)
     const r: Record<string, Load[]> = Object.fromEntries(names.map((n) => [n, []]))
     const afterIdle: Record<string, Load[]> = Object.fromEntries(names.map((n) => [n, []]))
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of order([...proxies, ...floors], round)) {
+      for (const target of order(targets, round)) {
         await quiet(everything)
         for (const into of [afterIdle, r]) {
           const res = await load({ port: target.port, path: '/v2/', connections: CONNECTIONS, seconds: SECONDS, pid: target.pid })
