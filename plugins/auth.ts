@@ -16,7 +16,7 @@ import { registerAuthMetrics } from '../src/auth/metrics.js'
 import { Throttle } from '../src/auth/throttle.js'
 import { challengeFor, requestScopes } from '../src/auth/challenge.js'
 import type { AuthStats } from '../src/types.js'
-import { TooManyFailuresError, challenged, type RegistryErrorShape } from '../src/errors.js'
+import { TooManyFailuresError, replyChallenge, type RegistryErrorShape } from '../src/errors.js'
 
 export default fp(async function auth (fastify) {
   const cfg = fastify.berthConfig.auth
@@ -71,10 +71,10 @@ export default fp(async function auth (fastify) {
     if (token !== null && request.routeOptions.config.berthToken !== true) {
       // Token mode: only a token berth issued passes; anything else is sent to the realm for one.
       const bearer = /^bearer +(\S+)\s*$/i.exec(header ?? '')
-      if (bearer === null) { done(challenged(reply, challenge(request, requestScopes(request)))); return }
+      if (bearer === null) { replyChallenge(reply, challenge(request, requestScopes(request))); return }
       token.verify(bearer[1]).then((found) => {
         if (found === undefined || (found.user?.key !== undefined && !identities.keyActive(found.user.key))) {
-          done(challenged(reply, challenge(request, requestScopes(request), 'invalid_token')))
+          replyChallenge(reply, challenge(request, requestScopes(request), 'invalid_token'))
           return
         }
         request.user = found.user
@@ -104,7 +104,8 @@ export default fp(async function auth (fastify) {
         request.log.debug({ client: request.clientAddress, reason: 'malformed Authorization header' }, 'login failed')
         if (throttle.fail(request.clientAddress)) request.log.warn({ client: request.clientAddress, blockMs: throttle.block }, 'too many failed logins: address blocked')
       }
-      done(e.registryCode === undefined || e.registryCode === 'UNAUTHORIZED' ? challenged(reply, challenge(request)) : e)
+      if (e.registryCode === undefined || e.registryCode === 'UNAUTHORIZED') replyChallenge(reply, challenge(request))
+      else done(e)
     })
   })
 }, {

@@ -5,7 +5,7 @@ import fp from 'fastify-plugin'
 import { AccessPolicy, decide, grant } from '../src/auth/rules.js'
 import { scopeOf } from '../src/auth/token.js'
 import type { BerthUser, ResourceActions } from '../src/types.js'
-import { DeniedError, NameInvalidError, NotFoundError, challenged, type RegistryErrorShape } from '../src/errors.js'
+import { DeniedError, NameInvalidError, NotFoundError, replyChallenge, type RegistryErrorShape } from '../src/errors.js'
 
 export default fp(async function access (fastify) {
   const cfg = fastify.berthConfig.auth
@@ -20,8 +20,12 @@ export default fp(async function access (fastify) {
     }
   })
 
+  // The token endpoint decides itself. It exists only in token mode, fixed until a restart; Fastify builds
+  // `routeOptions` anew on every read, so the other mode does not read it.
+  const tokenMode = cfg.token !== undefined
+  const { challenge } = fastify.authState
   fastify.addHook('onRequest', (request, reply, done) => {
-    if (request.routeOptions.config.berthToken === true) { done(); return } // the token endpoint decides itself
+    if (tokenMode && request.routeOptions.config.berthToken === true) { done(); return }
     const verdict = decide(policy, request.user, request.registryAction, request.raw.method, request.raw.url ?? '')
     if (verdict.allowed) {
       request.catalogFilter = verdict.catalog
@@ -34,7 +38,7 @@ export default fp(async function access (fastify) {
       case 'challenge': {
         // In token mode a token that lacks the grant: the scope it needs, as the registry would say.
         const scope = scopeOf(verdict.action, verdict.repository)
-        done(challenged(reply, fastify.authState.challenge(request, scope === null ? [] : [scope], request.user === null ? undefined : 'insufficient_scope')))
+        replyChallenge(reply, challenge(request, scope === null ? [] : [scope], request.user === null ? undefined : 'insufficient_scope'))
         return
       }
       case 'denied': {

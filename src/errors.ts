@@ -50,6 +50,25 @@ export function challenged (reply: FastifyReply, challenge: string): Error {
   return new UnauthorizedError()
 }
 
+let unauthorized: { body: string, length: number } | undefined
+
+/**
+ * The same 401 answered from a hook, which then must not call `done`: no error object and no trip through
+ * Fastify's error path and the error handler. It is the first answer every client gets (docker asks
+ * without credentials, then logs in), and the one an unauthenticated flood costs; answering it here took
+ * about 5 % off its CPU. The response is the error handler's, byte for byte (a test holds them equal).
+ */
+export function replyChallenge (reply: FastifyReply, challenge: string): void {
+  if (unauthorized === undefined) {
+    const body = registryErrorBody(new UnauthorizedError())
+    unauthorized = { body, length: Buffer.byteLength(body) }
+  }
+  const req = reply.request.raw
+  if (bodyUnread(req)) reply.header('connection', 'close')
+  reply.request.bodyBytesSent = req.method === 'HEAD' ? 0 : unauthorized.length
+  reply.code(401).header('www-authenticate', challenge).header(API_VERSION_HEADER, API_VERSION).type(JSON_TYPE).send(unauthorized.body)
+}
+
 /** A registry-shaped error for plugins to throw from hooks (also `fastify.registryError`). */
 export function registryError (statusCode: number, registryCode: string, message: string, detail?: unknown): RegistryErrorShape {
   return Object.assign(new Error(message), { code: `BERTH_PLUGIN_${registryCode}`, statusCode, registryCode, detail })

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict'
 import { copyFileSync, readFileSync, renameSync, writeFileSync, appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import https from 'node:https'
+import Fastify from 'fastify'
+import { challenged, replyChallenge, replyError } from '../../src/errors.js'
 import { startBerth, startUpstream, tempDir, request, registryError, waitFor, sleep, basic, type Berth, type ConfigInput } from '../helper.js'
 
 const FIXTURES = new URL('../fixtures/', import.meta.url)
@@ -28,6 +30,34 @@ test('no credentials: 401 with the Basic challenge, the API version header and U
   assert.equal(res.headers['docker-distribution-api-version'], 'registry/2.0')
   assert.deepEqual(registryError(res.body), { code: 'UNAUTHORIZED', message: 'authentication required', detail: null } as never)
   assert.equal(seen(), 0)
+})
+
+test('the 401 answered from a hook is the one the error handler makes of a thrown challenge, byte for byte', async (t) => {
+  // berth answers its 401s from its hooks (plugins/auth.ts, plugins/authorization.ts); the token endpoint
+  // throws one to the error handler (src/app.ts: replyError), as a hook passing it to `done` would. Both
+  // must say the same thing.
+  const app = Fastify()
+  t.after(() => app.close())
+  app.decorateRequest('bodyBytesSent', 0)
+  app.setErrorHandler((err, _request, reply) => { replyError(reply, err) })
+  app.route({ method: ['GET', 'HEAD', 'PUT'], url: '/hook', onRequest: (_request, reply) => { replyChallenge(reply, 'Basic realm="R"') }, handler: async () => 'not reached' })
+  app.route({ method: ['GET', 'HEAD', 'PUT'], url: '/thrown', onRequest: (_request, reply, done) => { done(challenged(reply, 'Basic realm="R"')) }, handler: async () => 'not reached' })
+  const sent: Record<string, number> = {}
+  app.addHook('onResponse', async (request) => { sent[`${request.method} ${request.url}`] = request.bodyBytesSent })
+  for (const method of ['GET', 'HEAD', 'PUT'] as const) {
+    // A PUT whose body is not read: the answer closes the connection.
+    const body = method === 'PUT' ? 'x'.repeat(10) : undefined
+    const [hook, thrown] = await Promise.all(['/hook', '/thrown'].map(async (url) => await app.inject({ method, url, payload: body })))
+    const headers = (r: typeof hook) => { const { date, ...rest } = r.headers; return rest }
+    assert.equal(hook.statusCode, 401, method)
+    assert.deepEqual(headers(hook), headers(thrown), method)
+    assert.equal(hook.body, thrown.body, method)
+    assert.equal(sent[`${method} /hook`], sent[`${method} /thrown`], method)
+    if (method === 'GET') {
+      assert.deepEqual(registryError(hook.body), { code: 'UNAUTHORIZED', message: 'authentication required', detail: null } as never)
+      assert.equal(sent['GET /hook'], Buffer.byteLength(hook.body))
+    }
+  }
 })
 
 test('every htpasswd format and UTF-8 user names and passwords log in; wrong or unknown ones get 401', async (t) => {
