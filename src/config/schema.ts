@@ -208,7 +208,7 @@ export const ConfigSchema = Type.Object({
     options: Type.Record(Type.String(), Type.Unknown(), { default: {}, description: 'Passed to the plugin as its options.', expected: 'a map of options' })
   }, { additionalProperties: false }), { default: [], description: 'Custom plugins, loaded in order, each encapsulated, after auth and before the proxy. See "Custom plugins".', expected: 'a list of { path, options }' }),
   log: Section({
-    access: Type.String({ default: '-', minLength: 1, description: 'Access log file; `-` = stdout. Lines are gathered up to 4 KiB and written at least once a second (nginx `buffer=4k flush=1s`).' }),
+    access: Type.String({ default: '-', minLength: 1, description: 'Access log file; `-` = stdout. Lines are gathered up to 64 KiB and written at least once a second (nginx `buffer=64k flush=1s`).' }),
     error: Type.String({ default: '-', minLength: 1, description: 'Error log file; `-` = stderr.' }),
     level: Type.Union(['debug', 'info', 'warn', 'error'].map((l) => Type.Literal(l)), { default: 'info', description: 'Error log level.', expected: 'one of debug, info, warn, error' }),
     format: Type.Union([Type.Literal('combined'), Type.Literal('json')], { default: 'combined', description: 'Access log format: `combined` (nginx `main` plus request time and upstream) or `json` (`requestTime` in seconds, to the millisecond).', expected: 'combined or json' }),
