@@ -6,7 +6,7 @@ import { copyFileSync, readFileSync, renameSync, writeFileSync, appendFileSync }
 import { join } from 'node:path'
 import https from 'node:https'
 import Fastify from 'fastify'
-import { challenged, replyChallenge, replyError } from '../../src/errors.js'
+import { challenged, replyChallenge, replyError, type RegistryErrorShape } from '../../src/errors.js'
 import { startBerth, startUpstream, tempDir, request, registryError, waitFor, sleep, basic, type Berth, type ConfigInput } from '../helper.js'
 
 const FIXTURES = new URL('../fixtures/', import.meta.url)
@@ -39,7 +39,7 @@ test('the 401 answered from a hook is the one the error handler makes of a throw
   const app = Fastify()
   t.after(() => app.close())
   app.decorateRequest('bodyBytesSent', 0)
-  app.setErrorHandler((err, _request, reply) => { replyError(reply, err) })
+  app.setErrorHandler((err, _request, reply) => { replyError(reply, err as RegistryErrorShape) })
   app.route({ method: ['GET', 'HEAD', 'PUT'], url: '/hook', onRequest: (_request, reply) => { replyChallenge(reply, 'Basic realm="R"') }, handler: async () => 'not reached' })
   app.route({ method: ['GET', 'HEAD', 'PUT'], url: '/thrown', onRequest: (_request, reply, done) => { done(challenged(reply, 'Basic realm="R"')) }, handler: async () => 'not reached' })
   const sent: Record<string, number> = {}
@@ -54,7 +54,7 @@ test('the 401 answered from a hook is the one the error handler makes of a throw
     assert.equal(hook.body, thrown.body, method)
     assert.equal(sent[`${method} /hook`], sent[`${method} /thrown`], method)
     if (method === 'GET') {
-      assert.deepEqual(registryError(hook.body), { code: 'UNAUTHORIZED', message: 'authentication required', detail: null } as never)
+      assert.deepEqual(registryError(hook.rawPayload), { code: 'UNAUTHORIZED', message: 'authentication required', detail: null } as never)
       assert.equal(sent['GET /hook'], Buffer.byteLength(hook.body))
     }
   }
