@@ -53,6 +53,7 @@ test('the 401 answered from a hook is the one the error handler makes of a throw
     assert.deepEqual(headers(hook), headers(thrown), method)
     assert.equal(hook.body, thrown.body, method)
     assert.equal(sent[`${method} /hook`], sent[`${method} /thrown`], method)
+    if (method === 'PUT') assert.equal(hook.headers.connection, 'close')
     if (method === 'GET') {
       assert.deepEqual(registryError(hook.rawPayload), { code: 'UNAUTHORIZED', message: 'authentication required', detail: null } as never)
       assert.equal(sent['GET /hook'], Buffer.byteLength(hook.body))
