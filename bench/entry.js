@@ -4,6 +4,7 @@
 
 // (`workers` in the config runs several processes; bench/run.ts's workers section measures it.)
 if (process.env.BERTH_BUILD === '1') {
+  if (process.argv[2] === 'start') (await import('../dist/bundle/lean-start.js')).beginLeanStart() // as bin/berth.js
   const { main } = await import('../dist/bundle/cli.js')
   const code = await main(process.argv.slice(2))
   if (code >= 0) process.exitCode = code

@@ -23,7 +23,8 @@ const dist = resolve(process.argv[2] ?? fileURLToPath(new URL('../dist', import.
 const outdir = join(dist, 'bundle')
 rmSync(outdir, { recursive: true, force: true })
 await build({
-  entryPoints: [join(dist, 'src', 'cli.js')],
+  // lean-start: bin/berth.js loads it before the CLI (src/lean-start.ts); the two share its module
+  entryPoints: [join(dist, 'src', 'cli.js'), join(dist, 'src', 'lean-start.js')],
   outdir,
   bundle: true,
   splitting: true,

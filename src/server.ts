@@ -12,6 +12,7 @@ import cluster from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import { runPrimary, workerConfig, workerCount, type WorkerMessage } from './workers.js'
 import { tuneCollector } from './memory.js'
+import { endLeanStart } from './lean-start.js'
 
 export interface StartOptions {
   /** Create a development CA and certificate when the configured ones are missing (the Docker image). */
@@ -71,6 +72,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
   const count = workerCount(loaded.workers)
   if (count > 1 && cluster.isPrimary) {
     await runPrimary(loaded, count)
+    endLeanStart()
     return null
   }
   // A worker's share: its own cache folder, a private admin port (the primary answers the configured one).
@@ -175,6 +177,7 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     process.send?.({ berth: 'ready', admin: admin !== null && admin !== undefined && typeof admin === 'object' ? admin.port : null } satisfies WorkerMessage)
   }
   tuneCollector()
+  endLeanStart() // V8 as always from here: the requests to come decide what it optimizes and keeps
   const address = app.server.address()
   app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined, pidFile: config.pidFile }, 'berth listening')
   for (const w of [...configWarnings(config), ...await unreachable(config)]) app.log.warn(w)

@@ -1,5 +1,5 @@
 // The read buffers of transfers: counted on undici's channels, collected young. The old generation's
-// room: the V8 flag berth sets, unless the operator set it.
+// room: the V8 flag berth sets, unless the operator set it. The lean start: the flags, and the operator's own.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
@@ -9,6 +9,7 @@ import { Readable } from 'node:stream'
 import { PerformanceObserver, constants } from 'node:perf_hooks'
 import Pool from 'undici/lib/dispatcher/pool.js'
 import { BufferCollector, HEAP_GROWING_PERCENT, tuneCollector, heapGrowingFlag, v8Collector } from '../../src/memory.js'
+import { leanStartFlags } from '../../src/lean-start.js'
 
 const MB = 1 << 20
 
@@ -126,6 +127,21 @@ test('the old generation gets its room unless the operator chose a growing facto
   assert.ok(HEAP_GROWING_PERCENT >= 100, 'room at least the live size: more than a busy young generation over 16 MB alive')
   // This Node's V8 knows the flag and takes it at run time (it says "unrecognized flag" otherwise).
   const run = spawnSync(process.execPath, ['-e', `require('node:v8').setFlagsFromString(${JSON.stringify(flag)})`], { encoding: 'utf8' })
+  assert.equal(run.status, 0)
+  assert.equal(run.stdout + run.stderr, '')
+})
+
+test('the lean start holds back what the operator did not set, and says how to give it back', () => {
+  const both = { during: ['--no-turbofan', '--semi-space-growth-factor=1'], after: ['--turbofan', '--semi-space-growth-factor=2'] }
+  assert.deepEqual(leanStartFlags([]), both)
+  assert.deepEqual(leanStartFlags(['--trace-opt', '--max-semi-space-size=8', '--import', 'tsx'], '--max-old-space-size=512'), both)
+  const youngOnly = { during: ['--semi-space-growth-factor=1'], after: ['--semi-space-growth-factor=2'] }
+  for (const own of [['--jitless'], ['--no-opt'], ['--turbofan'], ['--max_opt=2']]) assert.deepEqual(leanStartFlags(own), youngOnly, own[0])
+  // NODE_OPTIONS may carry --jitless: with it, turning the compiler on after start would undo the operator's choice
+  assert.deepEqual(leanStartFlags([], ' --enable-source-maps  --jitless'), youngOnly)
+  assert.deepEqual(leanStartFlags(['--semi_space_growth_factor=4', '--noturbofan']), { during: [], after: [] })
+  // This Node's V8 knows all four and takes them at run time (it says "unrecognized flag" otherwise).
+  const run = spawnSync(process.execPath, ['-e', `const v8 = require('node:v8'); for (const f of ${JSON.stringify([...both.during, ...both.after])}) v8.setFlagsFromString(f)`], { encoding: 'utf8' })
   assert.equal(run.status, 0)
   assert.equal(run.stdout + run.stderr, '')
 })
