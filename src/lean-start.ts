@@ -51,6 +51,3 @@ export function endLeanStart (): void {
   setFlagsFromString(after.join(' '))
   after = []
 }
-
-/** Whether the start is still held back (for the tests). */
-export const leanStartPending = (): boolean => after !== null && after.length > 0
