@@ -9,9 +9,11 @@
 // - the young generation: nearly everything loading creates stays alive, so V8 grows the young
 //   generation from 1 to 4 MB a half as it goes, and keeps that until its memory reducer comes by, about
 //   20 s later.
-// bin/berth.js calls `beginLeanStart` before it loads anything else; the server calls `endLeanStart`
-// once it listens (the primary of `workers` once its workers are forked), and from then on V8 is as it
-// always is: the first requests optimize what they make hot, and load grows the young generation.
+// bin/berth.js calls `beginLeanStart` before it loads anything else; the server calls `endLeanStart` at
+// its first client connection (the primary of `workers` once its workers are forked), and from then on V8
+// is as it always is: the first requests optimize what they make hot, and load grows the young
+// generation. Not at listening: V8 then optimized a function of the health probes' timers within two
+// minutes, and the compiler's pages came back to a berth that had served nothing.
 // Measured (Node 20, the bundle, one process, 3 s after it listens; docs/measurements.md, "Idle
 // memory"): 68.3 MB before, 64.4 with the compiler held back, 62.7 with both.
 //

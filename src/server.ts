@@ -177,7 +177,9 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     process.send?.({ berth: 'ready', admin: admin !== null && admin !== undefined && typeof admin === 'object' ? admin.port : null } satisfies WorkerMessage)
   }
   tuneCollector()
-  endLeanStart() // V8 as always from here: the requests to come decide what it optimizes and keeps
+  // V8 as always from the first client on: requests decide what it optimizes and keeps. Until then (an
+  // idle berth's health probes and metrics scrapes) it stays as it started.
+  app.server.once('connection', endLeanStart)
   const address = app.server.address()
   app.log.info({ address, upstreams: config.upstream.servers.map((s) => s.url), tls: config.tls !== undefined, pidFile: config.pidFile }, 'berth listening')
   for (const w of [...configWarnings(config), ...await unreachable(config)]) app.log.warn(w)

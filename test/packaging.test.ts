@@ -98,7 +98,7 @@ test('the image\'s build (tsc and the bundle, no sources) runs `berth check` and
   assert.deepEqual(await once(child, 'exit'), [0, null])
 })
 
-test('`berth start` holds back V8\'s optimizing compiler and young generation until it listens, then gives both back', { timeout: 90_000 }, async (t) => {
+test('`berth start` holds back V8\'s optimizing compiler and young generation until its first client connection, then gives both back', { timeout: 90_000 }, async (t) => {
   const bin = join(image(), 'bin', 'berth.js')
   const c = await testCerts()
   const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
@@ -140,7 +140,8 @@ test('`berth start` holds back V8\'s optimizing compiler and young generation un
   // factor berth sets to its minimum of 2).
   const node20 = Number(process.versions.node.split('.')[0]) < 22
   if (node20) assert.ok(await newSpaceMB(lean.admin) <= 2, `young generation ${await newSpaceMB(lean.admin)} MB after start`)
-  // Then load: V8 optimizes what it makes hot, and grows the young generation again.
+  // (the metrics scrapes above are not clients). Then clients: V8 optimizes what they make hot, and grows
+  // the young generation again.
   const agent = new https.Agent({ keepAlive: true, maxSockets: 8, ca: readFileSync(c.caCert) })
   t.after(() => agent.destroy())
   const get = () => new Promise<number>((resolve, reject) => {
