@@ -223,10 +223,10 @@ export function adminGet (berth: Berth, path: string): Promise<{ status: number,
 
 export interface BerthProcess { child: ChildProcess, port: number, output: () => string }
 
-/** `berth start ARGS…` as a child process (bin/berth.js, or `entry` run the same way); resolves once it
- * logged "berth listening". */
-export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) => void }, args: string[], entry = '../bin/berth.js', env: Record<string, string> = {}): Promise<BerthProcess> {
-  const child = spawn(process.execPath, [...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), fileURLToPath(new URL(entry, import.meta.url)), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+/** `berth start ARGS…` as a child process (bin/berth.js, or `entry` run the same way: relative to this
+ * folder, or absolute), with `nodeArgs` for node itself; resolves once it logged "berth listening". */
+export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) => void }, args: string[], entry = '../bin/berth.js', env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<BerthProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), fileURLToPath(new URL(entry, import.meta.url)), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   let out = ''
   child.stdout?.on('data', (c) => { out += c })
   child.stderr?.on('data', (c) => { out += c })

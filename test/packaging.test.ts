@@ -10,7 +10,7 @@ import http from 'node:http'
 import https from 'node:https'
 import { once } from 'node:events'
 import { parse } from 'yaml'
-import { tempDir, startUpstream, waitFor, imageBuild, testCerts, htpasswdFile, basic } from './helper.js'
+import { tempDir, startUpstream, waitFor, imageBuild, testCerts, htpasswdFile, basic, spawnBerth } from './helper.js'
 import { fileContext } from './e2e/fixtures.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -73,15 +73,7 @@ test('the image\'s build (tsc and the bundle, no sources) runs `berth check` and
   writeFileSync(join(etc, 'docker.yaml'), readFileSync(join(etc, 'docker.yaml'), 'utf8')
     .replace('http://registry:5000', up.url).replace(/^workers: .*$/m, 'workers: 2').replace('port: 8443', 'port: 0').replace('port: 9090', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1') +
     'plugins:\n  - { path: plugins/block-old-docker.ts }\n  - { path: plugins/schema.mjs }\n')
-  const child = spawn(process.execPath, [join(dir, 'bin', 'berth.js'), 'start', '--config', join(etc, 'docker.yaml'), '--init-certs'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  let out = ''
-  child.stdout.on('data', (c) => { out += c })
-  child.stderr.on('data', (c) => { out += c })
-  await waitFor(() => out.includes('"berth listening"') || child.exitCode !== null, 20_000, 'compiled berth to listen')
-  const line = out.split('\n').find((l) => l.includes('"berth listening"'))
-  assert.ok(line, out)
-  const port = (JSON.parse(line) as { address: { port: number } }).address.port
+  const { child, port } = await spawnBerth(t, ['--config', join(etc, 'docker.yaml'), '--init-certs'], join(dir, 'bin', 'berth.js'))
   const ca = readFileSync(join(etc, 'certs', 'ca.crt'))
   const get = (agent: string, path = '/v2/', headers = {}) => new Promise<{ status: number, body: string }>((resolve, reject) => {
     https.get({ host: '127.0.0.1', port, path, ca, servername: 'localhost', agent: false, headers: { 'user-agent': agent, ...headers } }, (res) => {
@@ -111,16 +103,9 @@ test('`berth start` holds back V8\'s optimizing compiler and young generation un
     `upstream: { servers: [ { url: "${up.url}" } ] }`, 'admin: { host: 127.0.0.1, port: 0 }', `log: { access: ${join(dir, 'access.log')}, error: "-" }`
   ].join('\n'))
   const start = async (v8Flag: string) => {
-    const child = spawn(process.execPath, [v8Flag, bin, 'start', '--config', config], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-    t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-    let out = ''
-    child.stdout.on('data', (d) => { out += d })
-    child.stderr.on('data', (d) => { out += d })
-    await waitFor(() => out.includes('"berth listening"') || child.exitCode !== null, 20_000, 'berth to listen')
-    const line = out.split('\n').find((l) => l.includes('"berth listening"'))
-    assert.ok(line, out)
-    const admin = Number(/admin listener at http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1])
-    return { pid: child.pid as number, port: (JSON.parse(line) as { address: { port: number } }).address.port, admin, output: () => out }
+    const { child, port, output } = await spawnBerth(t, ['--config', config], bin, {}, [v8Flag])
+    const admin = Number(/admin listener at http:\/\/127\.0\.0\.1:(\d+)/.exec(output())?.[1])
+    return { pid: child.pid as number, port, admin, output }
   }
   // As the image starts it (the V8 flag only traces what V8 optimizes), and as an operator who gives node
   // a flag of its own for the optimizing compiler: that one berth leaves alone.
