@@ -1,8 +1,8 @@
-// `berth start` holds two of V8's habits back until berth listens.
+// `berth start` holds two of V8's habits back until its first client connects.
 //
-// Starting is work done once: Node's module loader resolves the bundle's files, the configuration is read
-// and checked, the certificates loaded. V8 takes it for the beginning of a busy life and prepares for more
-// of the same, and an idle berth then carries what it prepared:
+// Starting is work done once: Node's module loader resolves the bundle's files, the configuration is
+// read and checked, the certificates loaded. V8 takes it for the beginning of a busy life and prepares
+// for more of the same, and an idle berth then carries what it prepared:
 // - the optimizing compiler (TurboFan): two of Node's own path functions, which the module loader calls
 //   for every file it resolves, get hot enough to be optimized. Running the compiler at all brings 3.4 MB
 //   of the `node` binary's code into memory, which a berth waiting for its first push never needs.
@@ -12,15 +12,15 @@
 // bin/berth.js calls `beginLeanStart` before it loads anything else; the server calls `endLeanStart` at
 // its first client connection (the primary of `workers` once its workers are forked), and from then on V8
 // is as it always is: the first requests optimize what they make hot, and load grows the young
-// generation. Not at listening: V8 then optimized a function of the health probes' timers within two
-// minutes, and the compiler's pages came back to a berth that had served nothing.
+// generation. Why not as soon as it listens: V8 then optimized a function of the health probes' timers
+// within two minutes, and the compiler's pages came back to a berth that had served nothing.
 // Measured (Node 20, the bundle, one process, 3 s after it listens; docs/measurements.md, "Idle
 // memory"): 68.3 MB before, 64.4 with the compiler held back, 62.7 with both.
 //
-// The flags are V8's, set at run time (as src/memory.ts does); an operator who gives node one of them (on
-// its command line or in NODE_OPTIONS, `--jitless` included) keeps theirs, and berth leaves that one alone.
-// Newer V8 versions (Node 22 and later) raise a growth factor under 2 to 2: the young generation's part
-// does nothing there, and costs nothing.
+// The flags are V8's, set at run time (as src/memory.ts does); an operator who gives node one of them
+// (on its command line or in NODE_OPTIONS, `--jitless` included) keeps theirs, and berth leaves that one
+// alone. Newer V8 versions (Node 22 and later) raise a growth factor under 2 to 2: the young
+// generation's part does nothing there, and costs nothing.
 import { setFlagsFromString } from 'node:v8'
 
 interface Lean { during: string, after: string, given: RegExp }

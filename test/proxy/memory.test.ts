@@ -1,5 +1,6 @@
 // The read buffers of transfers: counted on undici's channels, collected young. The old generation's
-// room: the V8 flag berth sets, unless the operator set it. The lean start: the flags, and the operator's own.
+// room: the V8 flag berth sets, unless the operator set it. The lean start: the flags, and the
+// operator's own.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
