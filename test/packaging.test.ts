@@ -125,8 +125,8 @@ test('`berth start` holds back V8\'s optimizing compiler and young generation un
   // factor berth sets to its minimum of 2).
   const node20 = Number(process.versions.node.split('.')[0]) < 22
   if (node20) assert.ok(await newSpaceMB(lean.admin) <= 2, `young generation ${await newSpaceMB(lean.admin)} MB after start`)
-  // (the metrics scrapes above are not clients). Then clients: V8 optimizes what they make hot, and grows
-  // the young generation again.
+  // The metrics scrapes above are no clients. Now clients: V8 optimizes what they make hot, and the young
+  // generation grows again.
   const agent = new https.Agent({ keepAlive: true, maxSockets: 8, ca: readFileSync(c.caCert) })
   t.after(() => agent.destroy())
   const get = () => new Promise<number>((resolve, reject) => {
