@@ -11,6 +11,10 @@ RUN npm run build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
+# V8's young generation at most 8 MB a half instead of 16: under sustained load V8 grows it to its limit,
+# and it is the largest part of berth's peak memory (12-14 MB less at the peak, 0-4 % more CPU per small
+# request; docs/operations.md). To add a node option of your own, keep this one in the list.
+ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY package.json ./
 COPY bin bin

@@ -24,7 +24,8 @@
 // writes bench/results/latest.json. Installs nothing: it names what is missing.
 //
 //   ROUNDS=5 SECONDS=2 npm run bench [-- --only transfer,small,static,401,skopeo,cache,memory,token,workers,placement,distant]
-//   berth runs as many processes as the image's config/docker.yaml says (BERTH_WORKERS=auto|N to choose).
+//   berth runs as many processes as the image's config/docker.yaml says (BERTH_WORKERS=auto|N to choose),
+//   with the NODE_OPTIONS its Dockerfile sets (BERTH_NODE_OPTIONS to choose; empty for none).
 //   Smaller runs: BLOB_MB, IMAGE_MB (per layer), MEMORY_MB (each way), DOWNLOADS, BCRYPT_COST; PEERS=nginx,nginx-tuned,caddy,haproxy
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -52,6 +53,9 @@ const SOURCES = process.env.BERTH_SOURCES === '1'
 // sections run one process, the workers section compares one with two.
 const IMAGE_WORKERS = String((parseYaml(readFileSync(new URL('../config/docker.yaml', import.meta.url), 'utf8')) as { workers?: number | 'auto' }).workers ?? 1)
 const WORKERS = process.env.BERTH_WORKERS ?? IMAGE_WORKERS
+// and with the node options the image sets (BERTH_NODE_OPTIONS to choose others; empty for none)
+const IMAGE_NODE_OPTIONS = /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'))?.[1] ?? ''
+const NODE_OPTIONS = process.env.BERTH_NODE_OPTIONS ?? IMAGE_NODE_OPTIONS
 const PEER_NAMES = (process.env.PEERS ?? Object.keys(PEERS).join(',')).split(',').filter((p) => p in PEERS)
 const CONNECTIONS = 32
 const onlyAt = process.argv.findIndex((a) => a.startsWith('--only'))
@@ -178,7 +182,7 @@ try {
     return join(dir, `${name}.yaml`)
   }
   const startBerthTarget = async (name: string, upstreamPort: number, extra = '', authExtra = ''): Promise<Target> => {
-    const b = await spawnBerth(t, ['--config', berthConfig(name, upstreamPort, extra, authExtra)], '../bench/entry.js')
+    const b = await spawnBerth(t, ['--config', berthConfig(name, upstreamPort, extra, authExtra)], '../bench/entry.js', { NODE_OPTIONS })
     return { name: 'berth', port: b.port, pid: b.child.pid as number, creds: users.apr1, kinds: ['apr1', 'bcrypt'] }
   }
   process.env.BERTH_BUILD = SOURCES ? '0' : '1' // read by bench/entry.js in the berth processes
@@ -187,7 +191,7 @@ try {
   const direct: Target = { name: 'registry', port: registry.port, pid: registry.child.pid as number, creds: null, kinds: [] }
   const proxies = [...peers, berth]
   const everything = [direct, ...proxies]
-  log(`registry :${registry.port}, berth :${berth.port} (${SOURCES ? 'sources through tsx' : 'compiled build'}, workers: ${WORKERS})`)
+  log(`registry :${registry.port}, berth :${berth.port} (${SOURCES ? 'sources through tsx' : 'compiled build'}, workers: ${WORKERS}, NODE_OPTIONS=${NODE_OPTIONS})`)
   // Idle RSS at start (every process of each proxy, after a second of quiet): the memory section quotes
   // the peak over it through whatever ran before (transfers, authenticated load, the 401 path).
   await sleep(1000)
@@ -719,7 +723,7 @@ try {
     ...rows
   ].join('\n') + (memoryRows.length > 0 ? '\n\n' + memoryRows.join('\n') : '') + [tokenRows, workerRows, placementRows, distantRows].filter((x) => x.length > 0).map((x) => '\n\n' + x.join('\n')).join('')
   console.log(`\n${table}\n`)
-  const machine = { berth: SOURCES ? 'sources through tsx' : 'compiled build', peers: PEER_NAMES, cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
+  const machine = { berth: SOURCES ? 'sources through tsx' : 'compiled build', nodeOptions: NODE_OPTIONS, peers: PEER_NAMES, cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, registry: spawnSync('docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim() }
   console.log(`${machine.cores} cores (${machine.cpu}), Node ${machine.node}, berth's ${machine.berth}; ${((Date.now() - started) / 1000).toFixed(0)} s`)
   if (only.size === 0) {
     mkdirSync(new URL('./results/', import.meta.url), { recursive: true })

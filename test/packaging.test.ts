@@ -21,10 +21,10 @@ const image = (): string => { built ??= imageBuild(holder); return built }
 
 interface Compose { services: Record<string, { ports?: string[], volumes?: string[], command?: string[], build?: string, image?: string, healthcheck?: { test: string[] }, depends_on?: Record<string, { condition: string }> }> }
 
-function dockerfileCmd (): { entrypoint: string[], cmd: string[] } {
+function dockerfileCmd (): { entrypoint: string[], cmd: string[], nodeOptions: string } {
   const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
   const grab = (k: string) => JSON.parse((new RegExp(`^${k} (\\[.*\\])$`, 'm').exec(text) as RegExpExecArray)[1]) as string[]
-  return { entrypoint: grab('ENTRYPOINT'), cmd: grab('CMD') }
+  return { entrypoint: grab('ENTRYPOINT'), cmd: grab('CMD'), nodeOptions: /^ENV NODE_OPTIONS=(.*)$/m.exec(text)?.[1] ?? '' }
 }
 
 test('docker-compose.yml: the registry is not published, berth publishes 443 to the port config/docker.yaml listens on', () => {
@@ -45,8 +45,9 @@ test('the image\'s build (tsc and the bundle, no sources) runs `berth check` and
   const dir = image()
   assert.equal((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.build, 'tsc -p tsconfig.build.json && node scripts/bundle.mjs')
   assert.equal(existsSync(join(dir, 'src', 'cli.ts')), false)
-  const { entrypoint } = dockerfileCmd()
+  const { entrypoint, nodeOptions } = dockerfileCmd()
   assert.deepEqual(entrypoint, ['node', 'bin/berth.js'])
+  assert.equal(nodeOptions, '--max-semi-space-size=8')
 
   // config/docker.yaml as shipped, with its certificates made by `berth certs`.
   const etc = join(dir, 'etc-berth')
@@ -73,7 +74,7 @@ test('the image\'s build (tsc and the bundle, no sources) runs `berth check` and
   writeFileSync(join(etc, 'docker.yaml'), readFileSync(join(etc, 'docker.yaml'), 'utf8')
     .replace('http://registry:5000', up.url).replace(/^workers: .*$/m, 'workers: 2').replace('port: 8443', 'port: 0').replace('port: 9090', 'port: 0').replace('host: 0.0.0.0', 'host: 127.0.0.1') +
     'plugins:\n  - { path: plugins/block-old-docker.ts }\n  - { path: plugins/schema.mjs }\n')
-  const { child, port } = await spawnBerth(t, ['--config', join(etc, 'docker.yaml'), '--init-certs'], join(dir, 'bin', 'berth.js'))
+  const { child, port } = await spawnBerth(t, ['--config', join(etc, 'docker.yaml'), '--init-certs'], join(dir, 'bin', 'berth.js'), { NODE_OPTIONS: nodeOptions })
   const ca = readFileSync(join(etc, 'certs', 'ca.crt'))
   const get = (agent: string, path = '/v2/', headers = {}) => new Promise<{ status: number, body: string }>((resolve, reject) => {
     https.get({ host: '127.0.0.1', port, path, ca, servername: 'localhost', agent: false, headers: { 'user-agent': agent, ...headers } }, (res) => {
@@ -90,7 +91,7 @@ test('the image\'s build (tsc and the bundle, no sources) runs `berth check` and
   assert.deepEqual(await once(child, 'exit'), [0, null])
 })
 
-test('`berth start` holds back V8\'s optimizing compiler and young generation until its first client connection, then gives both back', { timeout: 90_000 }, async (t) => {
+test('`berth start` holds back V8\'s optimizing compiler and young generation until its first client connection, then gives both back; the image caps the young generation', { timeout: 90_000 }, async (t) => {
   const bin = join(image(), 'bin', 'berth.js')
   const c = await testCerts()
   const up = await startUpstream((req, res) => res.end('{}'), { plain: true })
@@ -102,15 +103,16 @@ test('`berth start` holds back V8\'s optimizing compiler and young generation un
     'listen: { host: 127.0.0.1, port: 0 }', `tls: { cert: ${c.cert}, key: ${c.key} }`, `auth: { htpasswd: ${htpasswd} }`,
     `upstream: { servers: [ { url: "${up.url}" } ] }`, 'admin: { host: 127.0.0.1, port: 0 }', `log: { access: ${join(dir, 'access.log')}, error: "-" }`
   ].join('\n'))
-  const start = async (v8Flag: string) => {
-    const { child, port, output } = await spawnBerth(t, ['--config', config], bin, {}, [v8Flag])
+  const start = async (v8Flag: string, nodeOptions: string) => {
+    const { child, port, output } = await spawnBerth(t, ['--config', config], bin, { NODE_OPTIONS: nodeOptions }, [v8Flag])
     const admin = Number(/admin listener at http:\/\/127\.0\.0\.1:(\d+)/.exec(output())?.[1])
     return { pid: child.pid as number, port, admin, output }
   }
-  // As the image starts it (the V8 flag only traces what V8 optimizes), and as an operator who gives node
-  // a flag of its own for the optimizing compiler: that one berth leaves alone.
-  const lean = await start('--trace-opt')
-  const given = await start('--turbofan')
+  // As the image starts it (its NODE_OPTIONS; the V8 flag only traces what V8 optimizes), and as an
+  // operator who gives node a flag of its own for the optimizing compiler (that one berth leaves alone)
+  // and no NODE_OPTIONS.
+  const lean = await start('--trace-opt', dockerfileCmd().nodeOptions)
+  const given = await start('--turbofan', '')
   await new Promise((resolve) => setTimeout(resolve, 1000))
   const fileMB = (pid: number) => Number(/^RssFile:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024
   const newSpaceMB = async (admin: number) => {
@@ -125,20 +127,27 @@ test('`berth start` holds back V8\'s optimizing compiler and young generation un
   // factor berth sets to its minimum of 2).
   const node20 = Number(process.versions.node.split('.')[0]) < 22
   if (node20) assert.ok(await newSpaceMB(lean.admin) <= 2, `young generation ${await newSpaceMB(lean.admin)} MB after start`)
-  // The metrics scrapes above are no clients. Now clients: V8 optimizes what they make hot, and the young
-  // generation grows again.
+  // The metrics scrapes above are no clients. Now clients, the same load on both: V8 optimizes what they
+  // make hot, and the young generation grows again, up to the image's cap of 8 MB a half in the one
+  // started as the image starts it, and past it in the other.
   const agent = new https.Agent({ keepAlive: true, maxSockets: 8, ca: readFileSync(c.caCert) })
   t.after(() => agent.destroy())
-  const get = () => new Promise<number>((resolve, reject) => {
-    https.get({ host: '127.0.0.1', port: lean.port, path: '/v2/', servername: 'localhost', agent, headers: { authorization: basic('ci') } }, (res) => {
+  const get = (port: number) => new Promise<number>((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port, path: '/v2/', servername: 'localhost', agent, headers: { authorization: basic('ci') } }, (res) => {
       res.resume().on('end', () => resolve(res.statusCode ?? 0))
     }).on('error', reject)
   })
-  const codes = new Set<number>()
-  for (let round = 0; round < 40; round++) for (const code of await Promise.all(Array.from({ length: 100 }, get))) codes.add(code)
-  assert.deepEqual([...codes], [200])
+  for (const berth of [lean, given]) {
+    const codes = new Set<number>()
+    for (let round = 0; round < 80; round++) for (const code of await Promise.all(Array.from({ length: 100 }, () => get(berth.port)))) codes.add(code)
+    assert.deepEqual([...codes], [200])
+  }
   await waitFor(() => /completed optimizing/.test(lean.output()), 10_000, 'V8 to optimize what the requests made hot')
-  if (node20) assert.ok(await newSpaceMB(lean.admin) > 2, `young generation ${await newSpaceMB(lean.admin)} MB after load`)
+  const young = { lean: await newSpaceMB(lean.admin), given: await newSpaceMB(given.admin) }
+  t.diagnostic(`young generation after the load: ${young.lean} MB as the image starts berth, ${young.given} MB without its NODE_OPTIONS`)
+  if (node20) assert.ok(young.lean > 2, `young generation ${young.lean} MB after load`)
+  assert.ok(young.lean <= 16, `young generation ${young.lean} MB after load, as the image starts berth`)
+  assert.ok(young.given > 16, `young generation ${young.given} MB after load, without the image's NODE_OPTIONS`)
 })
 
 test('docker-compose.yml has healthchecks: the registry\'s, and berth\'s on the admin listener config/docker.yaml opens', () => {
@@ -278,11 +287,12 @@ test('npm pack, then npm install -g of the tarball: berth on PATH runs from the 
   }
 })
 
-test('deploy/: the unit, the logrotate snippet and the sample config agree on the pid file; the registry configs start a registry berth can front', { timeout: 60_000 }, async (t) => {
+test('deploy/: the unit, the logrotate snippet and the sample config agree on the pid file, the unit and the image on NODE_OPTIONS; the registry configs start a registry berth can front', { timeout: 60_000 }, async (t) => {
   const unit = readFileSync(join(ROOT, 'deploy', 'systemd', 'berth.service'), 'utf8')
   const sample = parse(readFileSync(join(ROOT, 'deploy', 'systemd', 'berth.yaml'), 'utf8')) as { pidFile: string, log: { access: string, error: string } }
   assert.match(unit, new RegExp(`^PIDFile=${sample.pidFile}$`, 'm'))
   assert.match(unit, /^ExecReload=\/usr\/local\/bin\/berth reload --config \/etc\/berth\/berth\.yaml$/m)
+  assert.match(unit, new RegExp(`^Environment=NODE_OPTIONS=${dockerfileCmd().nodeOptions}$`, 'm'))
   for (const h of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes']) assert.match(unit, new RegExp(`^${h}$`, 'm'))
   const rotate = readFileSync(join(ROOT, 'deploy', 'logrotate', 'berth'), 'utf8')
   assert.ok(rotate.includes(`kill -USR1 "$(cat ${sample.pidFile})"`))
