@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
 import { parse as parseYaml } from 'yaml'
 import { startRegistry, startRedis, certDir, ociLayout, skopeo, freePort } from '../test/e2e/fixtures.js'
-import { spawnBerth, testCerts, sleep } from '../test/helper.js'
+import { spawnBerth, testCerts, sleep, imageNodeOptions } from '../test/helper.js'
 import { median, need, curl, curlAsync, load, runPeer, startStaticUpstream, startThrottledRelay, rssMB, peakMB, resetPeak, cpuSeconds, type Load } from './lib.js'
 import { PEERS, nginxWithCache } from './peers.js'
 
@@ -54,8 +54,7 @@ const SOURCES = process.env.BERTH_SOURCES === '1'
 const IMAGE_WORKERS = String((parseYaml(readFileSync(new URL('../config/docker.yaml', import.meta.url), 'utf8')) as { workers?: number | 'auto' }).workers ?? 1)
 const WORKERS = process.env.BERTH_WORKERS ?? IMAGE_WORKERS
 // and with the node options the image sets (BERTH_NODE_OPTIONS to choose others; empty for none)
-const IMAGE_NODE_OPTIONS = /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'))?.[1] ?? ''
-const NODE_OPTIONS = process.env.BERTH_NODE_OPTIONS ?? IMAGE_NODE_OPTIONS
+const NODE_OPTIONS = process.env.BERTH_NODE_OPTIONS ?? imageNodeOptions()
 const PEER_NAMES = (process.env.PEERS ?? Object.keys(PEERS).join(',')).split(',').filter((p) => p in PEERS)
 const CONNECTIONS = 32
 const onlyAt = process.argv.findIndex((a) => a.startsWith('--only'))

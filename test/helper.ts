@@ -243,6 +243,11 @@ export async function spawnBerth (t: { after: (fn: () => Promise<void> | void) =
   return { child, port: (JSON.parse(line) as { address: { port: number } }).address.port, output: () => out }
 }
 
+/** The NODE_OPTIONS the Dockerfile's image runs berth with (its `ENV NODE_OPTIONS=` line; '' without one). */
+export function imageNodeOptions (): string {
+  return /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'))?.[1] ?? ''
+}
+
 /**
  * The image's build in a folder of its own: `npm run build`'s two steps (tsc, then the bundle), with tsc's
  * `dist/src` removed (the command line needs nothing else of it), `bin/berth.js` and `package.json`

@@ -10,7 +10,7 @@ import http from 'node:http'
 import https from 'node:https'
 import { once } from 'node:events'
 import { parse } from 'yaml'
-import { tempDir, startUpstream, waitFor, imageBuild, testCerts, htpasswdFile, basic, spawnBerth } from './helper.js'
+import { tempDir, startUpstream, waitFor, imageBuild, testCerts, htpasswdFile, basic, spawnBerth, imageNodeOptions } from './helper.js'
 import { fileContext } from './e2e/fixtures.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -21,10 +21,10 @@ const image = (): string => { built ??= imageBuild(holder); return built }
 
 interface Compose { services: Record<string, { ports?: string[], volumes?: string[], command?: string[], build?: string, image?: string, healthcheck?: { test: string[] }, depends_on?: Record<string, { condition: string }> }> }
 
-function dockerfileCmd (): { entrypoint: string[], cmd: string[], nodeOptions: string } {
+function dockerfileCmd (): { entrypoint: string[], cmd: string[] } {
   const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
   const grab = (k: string) => JSON.parse((new RegExp(`^${k} (\\[.*\\])$`, 'm').exec(text) as RegExpExecArray)[1]) as string[]
-  return { entrypoint: grab('ENTRYPOINT'), cmd: grab('CMD'), nodeOptions: /^ENV NODE_OPTIONS=(.*)$/m.exec(text)?.[1] ?? '' }
+  return { entrypoint: grab('ENTRYPOINT'), cmd: grab('CMD') }
 }
 
 test('docker-compose.yml: the registry is not published, berth publishes 443 to the port config/docker.yaml listens on', () => {
@@ -45,7 +45,8 @@ test('the image\'s build (tsc and the bundle, no sources) runs `berth check` and
   const dir = image()
   assert.equal((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.build, 'tsc -p tsconfig.build.json && node scripts/bundle.mjs')
   assert.equal(existsSync(join(dir, 'src', 'cli.ts')), false)
-  const { entrypoint, nodeOptions } = dockerfileCmd()
+  const { entrypoint } = dockerfileCmd()
+  const nodeOptions = imageNodeOptions()
   assert.deepEqual(entrypoint, ['node', 'bin/berth.js'])
   assert.equal(nodeOptions, '--max-semi-space-size=8')
 
@@ -111,7 +112,7 @@ test('`berth start` holds back V8\'s optimizing compiler and young generation un
   // As the image starts it (its NODE_OPTIONS; the V8 flag only traces what V8 optimizes), and as an
   // operator who gives node a flag of its own for the optimizing compiler (that one berth leaves alone)
   // and no NODE_OPTIONS.
-  const lean = await start('--trace-opt', dockerfileCmd().nodeOptions)
+  const lean = await start('--trace-opt', imageNodeOptions())
   const given = await start('--turbofan', '')
   await new Promise((resolve) => setTimeout(resolve, 1000))
   const fileMB = (pid: number) => Number(/^RssFile:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024
@@ -292,7 +293,7 @@ test('deploy/: the unit, the logrotate snippet and the sample config agree on th
   const sample = parse(readFileSync(join(ROOT, 'deploy', 'systemd', 'berth.yaml'), 'utf8')) as { pidFile: string, log: { access: string, error: string } }
   assert.match(unit, new RegExp(`^PIDFile=${sample.pidFile}$`, 'm'))
   assert.match(unit, /^ExecReload=\/usr\/local\/bin\/berth reload --config \/etc\/berth\/berth\.yaml$/m)
-  assert.match(unit, new RegExp(`^Environment=NODE_OPTIONS=${dockerfileCmd().nodeOptions}$`, 'm'))
+  assert.match(unit, new RegExp(`^Environment=NODE_OPTIONS=${imageNodeOptions()}$`, 'm'))
   for (const h of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes']) assert.match(unit, new RegExp(`^${h}$`, 'm'))
   const rotate = readFileSync(join(ROOT, 'deploy', 'logrotate', 'berth'), 'utf8')
   assert.ok(rotate.includes(`kill -USR1 "$(cat ${sample.pidFile})"`))
