@@ -1,4 +1,4 @@
-// The read buffers of transfers, and V8's collector.
+// The read buffers of transfers, V8's collector, and the compiler of undici's parser.
 //
 // Every socket read (a TLS record from the client, a TCP read or TLS record from the registry) lands in
 // a fresh buffer outside V8's heap. V8 frees a dead one only when it collects the small object that
@@ -31,8 +31,18 @@
 // factor of 2.5 (`--heap-growing-percent=150`, read by V8 each time it sets the limit, so it can be set
 // once berth runs) leaves 24 MB of room over 16 MB alive: no such storm in 10 idle berths of 10. V8's own
 // factor goes up to 4 where the program allocates fast in the old generation; 4 always (300) raised
-// berth's peak through transfers and authenticated load from 61 to 93 MB over idle. An operator who
-// gives node the flag on its command line keeps theirs.
+// berth's peak through transfers and authenticated load from 61 to 93 MB over idle. With the young
+// generation capped at 8 MB a half (`--max-semi-space-size=8`, as the Docker image runs berth), a factor
+// of 2 (100) leaves as much room as is alive, still more than the young generation, and holds the old
+// generation's peak 4-6 MB lower. An operator who gives node the flag on its command line keeps theirs.
+//
+// undici's HTTP parser (llhttp) is WebAssembly. Once it is hot, V8 recompiles it with its optimizing
+// compiler, and that one compilation takes 28-40 MB of malloc for a few hundred milliseconds at the first
+// transfer: more than half of berth's peak over idle through 250 MB transfers. Parsing with the baseline
+// compiler's code alone (`--liftoff-only`) costs a proxy little: the same CPU per download (less, without
+// the compilation), 2-4 % more per proxied small request against an upstream answering from memory. V8
+// reads the flag when it would tier up, so it can be set once berth runs; an operator who gives node a
+// flag of that family on its command line keeps theirs.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -88,30 +98,56 @@ export class BufferCollector {
   }
 }
 
-/** Old generation limit = live size x (1 + HEAP_GROWING_PERCENT / 100). */
+/** Old generation limit = live size x (1 + HEAP_GROWING_PERCENT / 100); with the young generation capped at 8 MB or less, HEAP_GROWING_PERCENT_CAPPED. */
 export const HEAP_GROWING_PERCENT = 150
+export const HEAP_GROWING_PERCENT_CAPPED = 100
+/** The largest young generation (MB a half) for which HEAP_GROWING_PERCENT_CAPPED leaves enough room. */
+export const CAPPED_SEMI_SPACE_MB = 8
+
+/** `--max-semi-space-size` as node was given it (its command line, then NODE_OPTIONS), in MB; null: V8's default. */
+export function maxSemiSpaceMB (execArgv: readonly string[], nodeOptions = ''): number | null {
+  let found: number | null = null
+  const args = [...nodeOptions.split(/\s+/).filter(Boolean), ...execArgv] // the command line wins: read last
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--max[-_]semi[-_]space[-_]size(?:=(.*))?$/.exec(args[i])
+    if (m === null) continue
+    const value = Number(m[1] ?? args[i + 1])
+    if (Number.isFinite(value) && value > 0) found = value
+  }
+  return found
+}
 
 /**
  * The V8 flag berth sets for the old generation's room, or null when the operator gave node one (on its
  * command line: NODE_OPTIONS may not carry it).
  */
-export function heapGrowingFlag (execArgv: readonly string[]): string | null {
+export function heapGrowingFlag (execArgv: readonly string[], nodeOptions = ''): string | null {
   const given = execArgv.some((a) => /^--heap[-_]growing[-_]percent(=|$)/.test(a))
-  return given ? null : `--heap-growing-percent=${HEAP_GROWING_PERCENT}`
+  if (given) return null
+  const semi = maxSemiSpaceMB(execArgv, nodeOptions)
+  return `--heap-growing-percent=${semi !== null && semi <= CAPPED_SEMI_SPACE_MB ? HEAP_GROWING_PERCENT_CAPPED : HEAP_GROWING_PERCENT}`
+}
+
+/** `--liftoff-only` (WebAssembly compiled by V8's baseline compiler only), or null when the operator chose how. */
+export function liftoffFlag (execArgv: readonly string[]): string | null {
+  const given = execArgv.some((a) => /^--(no-?)?(liftoff|liftoff[-_]only|wasm[-_]tier[-_]up|wasm[-_]dynamic[-_]tiering)(=|$)/.test(a))
+  return given ? null : '--liftoff-only'
 }
 
 let started = false
 
 /**
  * For the rest of the process (however many servers it runs; a second call does nothing): counts the
- * bodies undici receives and sends and has V8 scavenge every SCAVENGE_STEP bytes, and gives the old
- * generation its room.
+ * bodies undici receives and sends and has V8 scavenge every SCAVENGE_STEP bytes, gives the old
+ * generation its room, and keeps undici's parser on V8's baseline compiler.
  */
 export function tuneCollector (): void {
   if (started) return
   started = true
   const gc = v8Collector()
   if (gc !== null) new BufferCollector(gc).watchUndici()
-  const flag = heapGrowingFlag(process.execArgv)
-  if (flag !== null) setFlagsFromString(flag)
+  const nodeOptions = process.env.NODE_OPTIONS ?? ''
+  for (const flag of [heapGrowingFlag(process.execArgv, nodeOptions), liftoffFlag(process.execArgv)]) {
+    if (flag !== null) setFlagsFromString(flag)
+  }
 }
