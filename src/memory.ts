@@ -39,10 +39,11 @@
 // undici's HTTP parser (llhttp) is WebAssembly. Once it is hot, V8 recompiles it with its optimizing
 // compiler, and that one compilation takes 28-40 MB of malloc for a few hundred milliseconds at the first
 // transfer: more than half of berth's peak over idle through 250 MB transfers. Parsing with the baseline
-// compiler's code alone (`--liftoff-only`) costs a proxy little: the same CPU per download (less, without
-// the compilation), 2-4 % more per proxied small request against an upstream answering from memory. V8
-// reads the flag when it would tier up, so it can be set once berth runs; an operator who gives node a
-// flag of that family on its command line keeps theirs.
+// compiler's code alone (no tier-up: `--no-wasm-tier-up --no-wasm-dynamic-tiering`) costs a proxy little:
+// the same CPU per download (less, without the compilation), 2-4 % more per proxied small request against
+// an upstream answering from memory. V8 reads the flags when it compiles a module, and undici compiles
+// its parser at its first connection: berth sets them before it opens any (set after that, they changed
+// nothing). An operator who gives node a flag of that family on its command line keeps theirs.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -128,10 +129,14 @@ export function heapGrowingFlag (execArgv: readonly string[], nodeOptions = ''):
   return `--heap-growing-percent=${semi !== null && semi <= CAPPED_SEMI_SPACE_MB ? HEAP_GROWING_PERCENT_CAPPED : HEAP_GROWING_PERCENT}`
 }
 
-/** `--liftoff-only` (WebAssembly compiled by V8's baseline compiler only), or null when the operator chose how. */
-export function liftoffFlag (execArgv: readonly string[]): string | null {
+/**
+ * The V8 flags that keep WebAssembly on the baseline compiler (Liftoff), or none when the operator chose
+ * how. Not `--liftoff-only`, which implies the same but stops the process where Liftoff cannot compile
+ * a function (a CPU feature it lacks): without it V8 uses its optimizing compiler for such a function.
+ */
+export function baselineWasmFlags (execArgv: readonly string[]): string[] {
   const given = execArgv.some((a) => /^--(no-?)?(liftoff|liftoff[-_]only|wasm[-_]tier[-_]up|wasm[-_]dynamic[-_]tiering)(=|$)/.test(a))
-  return given ? null : '--liftoff-only'
+  return given ? [] : ['--no-wasm-tier-up', '--no-wasm-dynamic-tiering']
 }
 
 let started = false
@@ -147,7 +152,6 @@ export function tuneCollector (): void {
   const gc = v8Collector()
   if (gc !== null) new BufferCollector(gc).watchUndici()
   const nodeOptions = process.env.NODE_OPTIONS ?? ''
-  for (const flag of [heapGrowingFlag(process.execArgv, nodeOptions), liftoffFlag(process.execArgv)]) {
-    if (flag !== null) setFlagsFromString(flag)
-  }
+  const growing = heapGrowingFlag(process.execArgv, nodeOptions)
+  for (const flag of [...growing === null ? [] : [growing], ...baselineWasmFlags(process.execArgv)]) setFlagsFromString(flag)
 }

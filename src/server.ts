@@ -75,6 +75,9 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     endLeanStart()
     return null
   }
+  // Before anything here can open a connection through undici: it compiles its parser at the first one,
+  // and V8 reads the flags that keep it on the baseline compiler then (src/memory.ts).
+  tuneCollector()
   // A worker's share: its own cache folder, a private admin port (the primary answers the configured one).
   const share = (c: BerthConfig): BerthConfig => worker ? workerConfig(c, count) : c
   const config = share(loaded)
@@ -176,7 +179,6 @@ export async function startServer (configFile: string, opts: StartOptions = {}):
     const admin = app.adminServer?.server.address()
     process.send?.({ berth: 'ready', admin: admin !== null && admin !== undefined && typeof admin === 'object' ? admin.port : null } satisfies WorkerMessage)
   }
-  tuneCollector()
   // V8 as always from the first client on: requests decide what it optimizes and keeps. Until then (an
   // idle berth's health probes and metrics scrapes) it stays as it started.
   app.server.once('connection', endLeanStart)

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { Readable } from 'node:stream'
 import { PerformanceObserver, constants } from 'node:perf_hooks'
 import Pool from 'undici/lib/dispatcher/pool.js'
-import { BufferCollector, CAPPED_SEMI_SPACE_MB, HEAP_GROWING_PERCENT, HEAP_GROWING_PERCENT_CAPPED, tuneCollector, heapGrowingFlag, liftoffFlag, maxSemiSpaceMB, v8Collector } from '../../src/memory.js'
+import { BufferCollector, CAPPED_SEMI_SPACE_MB, HEAP_GROWING_PERCENT, HEAP_GROWING_PERCENT_CAPPED, tuneCollector, heapGrowingFlag, baselineWasmFlags, maxSemiSpaceMB, v8Collector } from '../../src/memory.js'
 import { leanStartFlags } from '../../src/lean-start.js'
 
 const MB = 1 << 20
@@ -140,7 +140,7 @@ test('the old generation gets its room unless the operator chose a growing facto
   assert.ok(HEAP_GROWING_PERCENT >= 100, 'room at least the live size: more than a busy young generation over 16 MB alive')
   assert.ok(12 * HEAP_GROWING_PERCENT_CAPPED / 100 > CAPPED_SEMI_SPACE_MB, 'room over 12 MB alive more than the capped young generation')
   // This Node's V8 knows the flags and takes them at run time (it says "unrecognized flag" otherwise).
-  for (const f of [flag, capped, '--liftoff-only']) {
+  for (const f of [flag, capped, '--no-wasm-tier-up', '--no-wasm-dynamic-tiering']) {
     const run = spawnSync(process.execPath, ['-e', `require('node:v8').setFlagsFromString(${JSON.stringify(f)})`], { encoding: 'utf8' })
     assert.equal(run.status, 0)
     assert.equal(run.stdout + run.stderr, '', f)
@@ -148,9 +148,10 @@ test('the old generation gets its room unless the operator chose a growing facto
 })
 
 test('undici\'s parser stays on V8\'s baseline compiler unless the operator chose', () => {
-  assert.equal(liftoffFlag([]), '--liftoff-only')
-  assert.equal(liftoffFlag(['--max-semi-space-size=8', '--import', 'tsx']), '--liftoff-only')
-  for (const own of ['--no-liftoff', '--liftoff-only', '--no-liftoff-only', '--wasm-tier-up', '--no-wasm-dynamic-tiering', '--wasm_tier_up']) assert.equal(liftoffFlag([own]), null, own)
+  const flags = ['--no-wasm-tier-up', '--no-wasm-dynamic-tiering']
+  assert.deepEqual(baselineWasmFlags([]), flags)
+  assert.deepEqual(baselineWasmFlags(['--max-semi-space-size=8', '--import', 'tsx']), flags)
+  for (const own of ['--no-liftoff', '--liftoff-only', '--no-liftoff-only', '--wasm-tier-up', '--no-wasm-dynamic-tiering', '--wasm_tier_up']) assert.deepEqual(baselineWasmFlags([own]), [], own)
 })
 
 test('with berth\'s flags, the first thousand proxied requests take no optimizing compilation of the parser', () => {
