@@ -156,7 +156,7 @@ test('undici\'s parser stays on V8\'s baseline compiler unless the operator chos
 
 test('with berth\'s flags, the first thousand proxied requests take no optimizing compilation of the parser', () => {
   // A process making 1000 requests through undici (8 at a time, to a server in the same process), then
-  // V8's own malloc peak: the optimizing compiler's work on llhttp took 42-43 MB here, 8 MB without it.
+  // V8's own malloc peak: the optimizing compiler's work on llhttp took 42-43 MB here, 5-8 MB without it.
   const child = (tune: boolean): number => {
     const code = `
       import { createServer } from 'node:http'
