@@ -22,6 +22,7 @@
 // alone. Newer V8 versions (Node 22 and later) raise a growth factor under 2 to 2: the young
 // generation's part does nothing there, and costs nothing.
 import { setFlagsFromString } from 'node:v8'
+import { gave, nodeArgs } from './node-args.js'
 
 interface Lean { during: string, after: string, given: RegExp }
 
@@ -32,8 +33,8 @@ const LEAN: readonly Lean[] = [
 
 /** The flags to start with and the ones to go back to, leaving out those the operator gave node. */
 export function leanStartFlags (execArgv: readonly string[], nodeOptions = ''): { during: string[], after: string[] } {
-  const given = [...execArgv, ...nodeOptions.split(/\s+/)]
-  const mine = LEAN.filter((l) => !given.some((a) => l.given.test(a)))
+  const args = nodeArgs(execArgv, nodeOptions)
+  const mine = LEAN.filter((l) => !gave(args, l.given))
   return { during: mine.map((l) => l.during), after: mine.map((l) => l.after) }
 }
 

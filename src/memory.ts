@@ -47,6 +47,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { gave, nodeArgs } from './node-args.js'
 
 type Collect = (options?: { type?: 'major' | 'minor' }) => void
 
@@ -108,7 +109,7 @@ export const CAPPED_SEMI_SPACE_MB = 8
 /** `--max-semi-space-size` as node was given it (its command line, then NODE_OPTIONS), in MB; null: V8's default. */
 export function maxSemiSpaceMB (execArgv: readonly string[], nodeOptions = ''): number | null {
   let found: number | null = null
-  const args = [...nodeOptions.split(/\s+/).filter(Boolean), ...execArgv] // the command line wins: read last
+  const args = nodeArgs(execArgv, nodeOptions) // the command line wins: read last
   for (let i = 0; i < args.length; i++) {
     const m = /^--max[-_]semi[-_]space[-_]size(?:=(.*))?$/.exec(args[i])
     if (m === null) continue
@@ -123,8 +124,7 @@ export function maxSemiSpaceMB (execArgv: readonly string[], nodeOptions = ''): 
  * command line: NODE_OPTIONS may not carry it).
  */
 export function heapGrowingFlag (execArgv: readonly string[], nodeOptions = ''): string | null {
-  const given = execArgv.some((a) => /^--heap[-_]growing[-_]percent(=|$)/.test(a))
-  if (given) return null
+  if (gave(nodeArgs(execArgv, nodeOptions), /^--heap[-_]growing[-_]percent(=|$)/)) return null
   const semi = maxSemiSpaceMB(execArgv, nodeOptions)
   return `--heap-growing-percent=${semi !== null && semi <= CAPPED_SEMI_SPACE_MB ? HEAP_GROWING_PERCENT_CAPPED : HEAP_GROWING_PERCENT}`
 }
@@ -134,9 +134,8 @@ export function heapGrowingFlag (execArgv: readonly string[], nodeOptions = ''):
  * how. Not `--liftoff-only`, which implies the same but stops the process where Liftoff cannot compile
  * a function (a CPU feature it lacks): without it V8 uses its optimizing compiler for such a function.
  */
-export function baselineWasmFlags (execArgv: readonly string[]): string[] {
-  const given = execArgv.some((a) => /^--(no-?)?(liftoff|liftoff[-_]only|wasm[-_]tier[-_]up|wasm[-_]dynamic[-_]tiering)(=|$)/.test(a))
-  return given ? [] : ['--no-wasm-tier-up', '--no-wasm-dynamic-tiering']
+export function baselineWasmFlags (execArgv: readonly string[], nodeOptions = ''): string[] {
+  return gave(nodeArgs(execArgv, nodeOptions), /^--(no-?)?(liftoff|liftoff[-_]only|wasm[-_]tier[-_]up|wasm[-_]dynamic[-_]tiering)(=|$)/) ? [] : ['--no-wasm-tier-up', '--no-wasm-dynamic-tiering']
 }
 
 let started = false
@@ -153,5 +152,5 @@ export function tuneCollector (): void {
   if (gc !== null) new BufferCollector(gc).watchUndici()
   const nodeOptions = process.env.NODE_OPTIONS ?? ''
   const growing = heapGrowingFlag(process.execArgv, nodeOptions)
-  for (const flag of [...growing === null ? [] : [growing], ...baselineWasmFlags(process.execArgv)]) setFlagsFromString(flag)
+  for (const flag of [...growing === null ? [] : [growing], ...baselineWasmFlags(process.execArgv, nodeOptions)]) setFlagsFromString(flag)
 }

@@ -152,6 +152,7 @@ test('undici\'s parser stays on V8\'s baseline compiler unless the operator chos
   assert.deepEqual(baselineWasmFlags([]), flags)
   assert.deepEqual(baselineWasmFlags(['--max-semi-space-size=8', '--import', 'tsx']), flags)
   for (const own of ['--no-liftoff', '--liftoff-only', '--no-liftoff-only', '--wasm-tier-up', '--no-wasm-dynamic-tiering', '--wasm_tier_up']) assert.deepEqual(baselineWasmFlags([own]), [], own)
+  assert.deepEqual(baselineWasmFlags([], '--enable-source-maps --wasm-tier-up'), [], 'given in NODE_OPTIONS too')
 })
 
 test('with berth\'s flags, the first thousand proxied requests take no optimizing compilation of the parser', () => {
